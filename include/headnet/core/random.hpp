@@ -1,0 +1,94 @@
+// headnet/core/random.hpp: the seeded generator behind initialisation and shuffling.
+//
+// std::uniform_real_distribution and std::shuffle are allowed to differ between standard libraries,
+// so "same seed, same network" would not hold across compilers. Generator is xoshiro256** seeded
+// through splitmix64, with its own uniform and shuffle, so the sequence is fixed by headnet alone and
+// its whole state is four integers that a checkpoint can save.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+namespace headnet {
+
+class Generator {
+ public:
+  using State = std::array<std::uint64_t, 4>;
+
+  explicit Generator(std::uint64_t seed = 0) { this->seed(seed); }
+
+  void seed(std::uint64_t seed) {
+    std::uint64_t x = seed;
+    for (auto& word : state_) word = splitmix64(x);
+  }
+
+  std::uint64_t next() {
+    const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
+    const std::uint64_t t = state_[1] << 17;
+    state_[2] ^= state_[0];
+    state_[3] ^= state_[1];
+    state_[1] ^= state_[2];
+    state_[0] ^= state_[3];
+    state_[2] ^= t;
+    state_[3] = rotl(state_[3], 45);
+    return result;
+  }
+
+  // Uniform in [0, 1) with 53 random bits.
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  double uniform(double low, double high) { return low + (high - low) * uniform(); }
+
+  // Uniform integer in [0, bound) without modulo bias (Lemire's method).
+  std::uint64_t below(std::uint64_t bound) {
+    if (bound == 0) return 0;
+    unsigned __int128 m = static_cast<unsigned __int128>(next()) * bound;
+    auto low = static_cast<std::uint64_t>(m);
+    if (low < bound) {
+      const std::uint64_t threshold = -bound % bound;
+      while (low < threshold) {
+        m = static_cast<unsigned __int128>(next()) * bound;
+        low = static_cast<std::uint64_t>(m);
+      }
+    }
+    return static_cast<std::uint64_t>(m >> 64);
+  }
+
+  // Fisher-Yates shuffle of [first, last).
+  template <typename It>
+  void shuffle(It first, It last) {
+    auto n = static_cast<std::uint64_t>(last - first);
+    for (std::uint64_t i = n; i > 1; --i) {
+      std::uint64_t j = below(i);
+      using std::swap;
+      swap(first[static_cast<std::ptrdiff_t>(i - 1)], first[static_cast<std::ptrdiff_t>(j)]);
+    }
+  }
+
+  const State& state() const { return state_; }
+  void set_state(const State& state) { state_ = state; }
+
+ private:
+  static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  static std::uint64_t splitmix64(std::uint64_t& x) {
+    std::uint64_t z = (x += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+  }
+
+  State state_{};
+};
+
+// The generator that layer constructors draw their initial weights from, as torch.manual_seed
+// seeds PyTorch's: call manual_seed(s) before building a network to get the same network for the
+// same s. One per thread, so building networks on two threads does not race.
+inline Generator& default_generator() {
+  thread_local Generator generator(0);
+  return generator;
+}
+
+inline void manual_seed(std::uint64_t seed) { default_generator().seed(seed); }
+
+}  // namespace headnet

@@ -1,0 +1,26 @@
+// headnet/kernels/relu.hpp: y = max(x, 0) and its gradient dx = dy * [y > 0].
+//
+// A NaN input stays NaN (as in PyTorch) so that a diverging run is caught by the loss check rather
+// than silently turned into zeros.
+#pragma once
+
+#include <cstdint>
+
+namespace headnet {
+namespace kernels {
+
+template <typename T>
+void relu_forward(std::int64_t n, const T* x, T* y) {
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
+}
+
+// dx is overwritten; y is the forward output.
+template <typename T>
+void relu_backward(std::int64_t n, const T* y, const T* dy, T* dx) {
+#pragma omp simd
+  for (std::int64_t i = 0; i < n; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+
+}  // namespace kernels
+}  // namespace headnet

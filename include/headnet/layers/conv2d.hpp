@@ -1,0 +1,127 @@
+// headnet/layers/conv2d.hpp: Conv2d, a 2-D convolution with square kernels.
+//
+// x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), H_out = (H + 2*padding - K) / stride + 1.
+// weight: (C_out, C_in, K, K), bias: (C_out), laid out as PyTorch's so that weights move between
+// the two unchanged. The arithmetic (im2col + GEMM) is in kernels/conv2d.hpp.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "headnet/core/init.hpp"
+#include "headnet/kernels/conv2d.hpp"
+#include "headnet/layers/layer.hpp"
+
+namespace headnet {
+
+template <typename T>
+class Conv2d : public Layer<T> {
+ public:
+  Conv2d(int in_channels, int out_channels, int kernel_size, int stride = 1, int padding = 0, bool bias = true)
+      : in_channels_(in_channels),
+        out_channels_(out_channels),
+        kernel_size_(kernel_size),
+        stride_(stride),
+        padding_(padding),
+        has_bias_(bias) {
+    detail::require_at_least("Conv2d", "in_channels", in_channels, 1);
+    detail::require_at_least("Conv2d", "out_channels", out_channels, 1);
+    detail::require_at_least("Conv2d", "kernel_size", kernel_size, 1);
+    detail::require_at_least("Conv2d", "stride", stride, 1);
+    detail::require_at_least("Conv2d", "padding", padding, 0);
+    weight_ = Tensor<T>({out_channels, in_channels, kernel_size, kernel_size});
+    grad_weight_ = Tensor<T>(weight_.shape());
+    if (has_bias_) {
+      bias_ = Tensor<T>({out_channels});
+      grad_bias_ = Tensor<T>(bias_.shape());
+    }
+    reset_parameters(default_generator());
+  }
+
+  std::string type() const override { return "Conv2d"; }
+  std::string describe() const override {
+    return "Conv2d(" + std::to_string(in_channels_) + ", " + std::to_string(out_channels_) +
+           ", kernel_size=" + std::to_string(kernel_size_) + ", stride=" + std::to_string(stride_) +
+           ", padding=" + std::to_string(padding_) + (has_bias_ ? "" : ", bias=false") + ")";
+  }
+
+  Shape output_shape(const Shape& x) const override {
+    if (x.rank() != 4) throw ShapeError("expects input (N, C, H, W), got " + x.str());
+    if (x[1] != in_channels_) {
+      throw ShapeError("expects " + std::to_string(in_channels_) + " input channels, got " + std::to_string(x[1]) +
+                       " (input " + x.str() + ")");
+    }
+    if (x[2] + 2 * padding_ < kernel_size_ || x[3] + 2 * padding_ < kernel_size_) {
+      throw ShapeError("input " + std::to_string(x[2]) + "x" + std::to_string(x[3]) + " with padding " +
+                       std::to_string(padding_) + " is smaller than the " + std::to_string(kernel_size_) + "x" +
+                       std::to_string(kernel_size_) + " kernel");
+    }
+    const kernels::ConvGeometry g = geometry(x);
+    return Shape{x[0], out_channels_, g.out_height(), g.out_width()};
+  }
+
+  // y = weight * x + bias
+  Tensor<T> forward(const Tensor<T>& x) override {
+    output_.resize(this->checked_output_shape(x.shape()));
+    input_ = x;
+    kernels::conv2d_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
+                            weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_);
+    return output_;
+  }
+
+  // dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
+  Tensor<T> backward(const Tensor<T>& dy) override {
+    this->check_grad_output(output_.shape(), dy);
+    T* dx = nullptr;
+    if (this->needs_input_grad_) {
+      grad_input_.resize(input_.shape());
+      dx = grad_input_.data();
+    }
+    kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
+                             input_.data(), weight_.data(), dy.data(), dx, grad_weight_.data(),
+                             has_bias_ ? grad_bias_.data() : nullptr, workspace_);
+    return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    std::vector<Parameter<T>> p{{"weight", weight_, grad_weight_}};
+    if (has_bias_) p.push_back({"bias", bias_, grad_bias_});
+    return p;
+  }
+
+  void reset_parameters(Generator& gen) override {
+    init::pytorch_default(weight_, has_bias_ ? &bias_ : nullptr,
+                          std::int64_t(in_channels_) * kernel_size_ * kernel_size_, gen);
+  }
+
+  Tensor<T>& weight() { return weight_; }
+  Tensor<T>& bias() { return bias_; }
+  Tensor<T>& grad_weight() { return grad_weight_; }
+  Tensor<T>& grad_bias() { return grad_bias_; }
+  int in_channels() const { return in_channels_; }
+  int out_channels() const { return out_channels_; }
+  int kernel_size() const { return kernel_size_; }
+  int stride() const { return stride_; }
+  int padding() const { return padding_; }
+
+ private:
+  kernels::ConvGeometry geometry(const Shape& x) const {
+    kernels::ConvGeometry g;
+    g.channels = in_channels_;
+    g.height = static_cast<int>(x[2]);
+    g.width = static_cast<int>(x[3]);
+    g.kernel_size = kernel_size_;
+    g.stride = stride_;
+    g.padding = padding_;
+    return g;
+  }
+
+  int in_channels_, out_channels_, kernel_size_, stride_, padding_;
+  bool has_bias_;
+  Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
+  Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
+  Tensor<T> output_, grad_input_;
+  kernels::Conv2dWorkspace<T> workspace_;
+};
+
+}  // namespace headnet

@@ -1,0 +1,173 @@
+// headnet/layers/sequential.hpp: Sequential, layers applied one after another.
+//
+// Contract
+// - Layers are added at run time, optionally named ("conv1"); parameters() then reports
+//   "conv1.weight", and unnamed layers are called by their index ("0.weight"), as in PyTorch.
+// - The first forward with a new input shape checks the whole chain before computing anything and
+//   throws ShapeError naming the layer: "layer 6 'fc1' (Linear): expects 400 input features, got 576
+//   (input (4, 576))". check(shape) does the same without data.
+// - Sequential is itself a Layer, so a block (a residual branch, say) can hold one.
+// - backward returns dx only after set_needs_input_grad(true): like a PyTorch input that does not
+//   require grad, the network's input gradient is not computed by default, which saves the first
+//   layer's largest product.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "headnet/layers/layer.hpp"
+
+namespace headnet {
+
+template <typename T>
+class Sequential : public Layer<T> {
+ public:
+  Sequential() { this->needs_input_grad_ = false; }
+
+  // net.add("conv1", Conv2d<float>(3, 6, 5)) or net.add(ReLU<float>()); returns the stored layer.
+  template <typename L, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<L>>::value>>
+  std::decay_t<L>& add(std::string name, L&& layer) {
+    auto owned = std::make_unique<std::decay_t<L>>(std::forward<L>(layer));
+    auto& ref = *owned;
+    add(std::move(name), std::unique_ptr<Layer<T>>(std::move(owned)));
+    return ref;
+  }
+  template <typename L, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<L>>::value>>
+  std::decay_t<L>& add(L&& layer) {
+    return add(std::string(), std::forward<L>(layer));
+  }
+
+  Layer<T>& add(std::string name, std::unique_ptr<Layer<T>> layer) {
+    if (!layer) throw ShapeError("Sequential::add: null layer");
+    for (const auto& entry : layers_) {
+      if (!name.empty() && entry.name == name) throw ShapeError("Sequential::add: duplicate layer name '" + name + "'");
+    }
+    if (name.find('.') != std::string::npos) {
+      throw ShapeError("Sequential::add: layer name '" + name + "' must not contain '.'");
+    }
+    layer->train(this->training_);
+    layer->set_needs_input_grad(layers_.empty() ? this->needs_input_grad_ : true);
+    layers_.push_back({std::move(name), std::move(layer)});
+    checked_input_shape_ = Shape();
+    parameters_cached_ = false;
+    return *layers_.back().layer;
+  }
+
+  std::size_t size() const { return layers_.size(); }
+  Layer<T>& operator[](std::size_t i) { return *layers_.at(i).layer; }
+  const Layer<T>& operator[](std::size_t i) const { return *layers_.at(i).layer; }
+  // The layer's name, or its index when it has none.
+  std::string name(std::size_t i) const {
+    return layers_.at(i).name.empty() ? std::to_string(i) : layers_.at(i).name;
+  }
+  Layer<T>& layer(const std::string& name) {
+    for (std::size_t i = 0; i < layers_.size(); ++i)
+      if (this->name(i) == name) return *layers_[i].layer;
+    throw ShapeError("Sequential: no layer named '" + name + "'");
+  }
+
+  std::string type() const override { return "Sequential"; }
+
+  Shape output_shape(const Shape& input) const override {
+    Shape shape = input;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      try {
+        shape = layers_[i].layer->output_shape(shape);
+      } catch (const ShapeError& e) {
+        std::string where = "layer " + std::to_string(i);
+        if (!layers_[i].name.empty()) where += " '" + layers_[i].name + "'";
+        throw ShapeError(where + " (" + layers_[i].layer->type() + "): " + e.what());
+      }
+    }
+    return shape;
+  }
+  // Throws ShapeError naming the first layer that cannot take its input.
+  Shape check(const Shape& input) const { return output_shape(input); }
+
+  Tensor<T> forward(const Tensor<T>& x) override {
+    if (layers_.empty()) return x;
+    if (x.shape() != checked_input_shape_) {
+      output_shape(x.shape());
+      checked_input_shape_ = x.shape();
+    }
+    Tensor<T> h = x;
+    for (auto& entry : layers_) h = entry.layer->forward(h);
+    return h;
+  }
+
+  Tensor<T> backward(const Tensor<T>& dy) override {
+    Tensor<T> g = dy;
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = it->layer->backward(g);
+    return g;
+  }
+
+  std::vector<Parameter<T>> parameters() override {
+    std::vector<Parameter<T>> all;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      for (auto& p : layers_[i].layer->parameters()) {
+        p.name = name(i) + "." + p.name;
+        all.push_back(std::move(p));
+      }
+    }
+    return all;
+  }
+
+  // Zeroes every parameter gradient. Uses a cached parameter list: no allocation per step.
+  void zero_grad() {
+    if (!parameters_cached_) {
+      cached_parameters_ = parameters();
+      parameters_cached_ = true;
+    }
+    for (auto& p : cached_parameters_) p.grad.zero();
+  }
+
+  void reset_parameters(Generator& gen) override {
+    for (auto& entry : layers_) entry.layer->reset_parameters(gen);
+  }
+  // Re-initialises every layer in order from a generator seeded with `seed`.
+  void reset_parameters(std::uint64_t seed) {
+    Generator gen(seed);
+    reset_parameters(gen);
+  }
+
+  void train(bool mode = true) override {
+    this->training_ = mode;
+    for (auto& entry : layers_) entry.layer->train(mode);
+  }
+
+  void set_needs_input_grad(bool needed) override {
+    this->needs_input_grad_ = needed;
+    if (!layers_.empty()) layers_.front().layer->set_needs_input_grad(needed);
+  }
+
+  // One line per layer with its output shape for the given input, and the parameter count.
+  std::string summary(const Shape& input) const {
+    std::string s;
+    Shape shape = input;
+    std::int64_t total = 0;
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+      shape = layers_[i].layer->output_shape(shape);
+      std::int64_t count = 0;
+      for (auto& p : const_cast<Layer<T>&>(*layers_[i].layer).parameters()) count += p.value.numel();
+      total += count;
+      s += "  " + name(i) + ": " + layers_[i].layer->describe() + " -> " + shape.str() +
+           (count ? ", " + std::to_string(count) + " parameters" : "") + "\n";
+    }
+    return s + "  total: " + std::to_string(total) + " parameters\n";
+  }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::unique_ptr<Layer<T>> layer;
+  };
+  std::vector<Entry> layers_;
+  Shape checked_input_shape_;
+  std::vector<Parameter<T>> cached_parameters_;
+  bool parameters_cached_ = false;
+};
+
+}  // namespace headnet
