@@ -1,0 +1,109 @@
+// cifar10-train: the PyTorch "Training a Classifier" CIFAR-10 tutorial, in C++ with headnet.
+//
+// Builds the tutorial network (conv widths from --conv1/--conv2), trains it with SGD (lr 0.001,
+// momentum 0.9, batch 4, 2 epochs by default) on the five training batches, prints the tutorial's
+// loss lines and accuracies, and writes results.json, three PNG charts and the weights (as a
+// safetensors file that PyTorch's tutorial network can load) into --out.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cifar10_common.hpp"
+
+int main(int argc, char** argv) {
+  using namespace cifar10;
+  CLI::App app{"Train the PyTorch CIFAR-10 tutorial network with headnet", "cifar10-train"};
+  Recipe recipe;
+  std::string data_dir = "data";
+  std::string out_dir = "runs/tutorial";
+  std::string load_file;
+  bool quiet = false;
+  app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches (or their cifar-10-batches-bin/ parent)")
+      ->capture_default_str();
+  app.add_option("--epochs", recipe.epochs, "Passes over the 50,000 training images")
+      ->capture_default_str()->check(CLI::Range(1, 10000));
+  app.add_option("--batch", recipe.batch, "Mini-batch size")->capture_default_str()->check(CLI::Range(1, 50000));
+  app.add_option("--lr", recipe.lr, "SGD learning rate")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  app.add_option("--momentum", recipe.momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--seed", recipe.seed, "Seed for the initial weights and the shuffling")->capture_default_str();
+  app.add_option("--threads", recipe.threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--conv1", recipe.conv1, "Output channels of conv1 (the tutorial: 6)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--conv2", recipe.conv2, "Output channels of conv2 (the tutorial: 16)")
+      ->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--out", out_dir, "Folder for results.json, the charts and model.safetensors")->capture_default_str();
+  app.add_option("--load", load_file, "Evaluate the weights in this safetensors file instead of training")
+      ->check(CLI::ExistingFile);
+  app.add_flag("--quiet", quiet, "No progress line");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (recipe.threads > 0) headnet::set_num_threads(recipe.threads);
+    recipe.threads = headnet::num_threads();
+    std::filesystem::create_directories(out_dir);
+    {  // fail now, not after training, when --out cannot take our files
+      const std::string probe = out_dir + "/.write-test";
+      write_text_atomically(probe, "");
+      std::filesystem::remove(probe);
+    }
+    const std::string folder = find_data_folder(data_dir);
+    const ImageSet test = headnet::data::read_cifar10_test(folder);
+
+    if (!load_file.empty()) {
+      // The network's widths come from the file's metadata when it has them.
+      const auto file = headnet::io::read_safetensors(load_file);
+      if (file.metadata.count("conv1")) recipe.conv1 = std::stoi(file.metadata.at("conv1"));
+      if (file.metadata.count("conv2")) recipe.conv2 = std::stoi(file.metadata.at("conv2"));
+      auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
+      headnet::io::load_safetensors(load_file, net.parameters());
+      const Evaluation e = evaluate(net, test, recipe.eval_batch);
+      std::printf("Accuracy of the network on the 10000 test images: %d %%\n", int(e.accuracy));
+      for (int c = 0; c < 10; ++c)
+        std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
+                    e.class_accuracy[std::size_t(c)]);
+      nlohmann::json j = evaluation_json(e);
+      j["weights"] = load_file;
+      write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
+      return 0;
+    }
+
+    const ImageSet train = headnet::data::read_cifar10_train(folder);
+    headnet::manual_seed(recipe.seed);
+    auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
+    std::printf("headnet %s, %d threads, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
+                (unsigned long long)recipe.seed, net.summary({recipe.batch, 3, 32, 32}).c_str());
+    std::fflush(stdout);
+
+    Progress progress(!quiet);
+    const RunResult r = train_and_evaluate(recipe, train, test, net,
+                                           [](const std::string& line) {
+                                             std::printf("%s\n", line.c_str());
+                                             std::fflush(stdout);
+                                           },
+                                           progress);
+    std::printf("Finished Training in %.1f s (%.0f images/s)\n", r.train_seconds, r.images_per_second);
+    std::printf("Accuracy of the network on the 10000 test images: %d %%\n", int(r.test.accuracy));
+    for (int c = 0; c < 10; ++c)
+      std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
+                  r.test.class_accuracy[std::size_t(c)]);
+
+    headnet::io::save_safetensors(out_dir + "/model.safetensors", net.parameters(),
+                                  {{"format", "pt"},
+                                   {"conv1", std::to_string(recipe.conv1)},
+                                   {"conv2", std::to_string(recipe.conv2)},
+                                   {"recipe", recipe.to_json().dump()}});
+    write_text_atomically(out_dir + "/results.json", run_json(r).dump(2) + "\n");
+    draw_run_charts(out_dir, r, "conv1 " + std::to_string(recipe.conv1) + ", conv2 " + std::to_string(recipe.conv2));
+    std::printf("Wrote %s/results.json, model.safetensors, class_accuracy.png, loss.png, confusion.png\n",
+                out_dir.c_str());
+    return 0;
+  } catch (const std::filesystem::filesystem_error& e) {
+    std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
+    return 1;
+  }
+}

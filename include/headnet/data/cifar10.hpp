@@ -1,0 +1,198 @@
+// headnet/data/cifar10.hpp: the CIFAR-10 binary format, and batches drawn from it.
+//
+// Format (https://www.cs.toronto.edu/~kriz/cifar.html, "binary version"): each of data_batch_1.bin
+// ... data_batch_5.bin and test_batch.bin holds 10,000 records of 3073 bytes: a label byte (0-9),
+// then the 32x32 image as 1024 red, 1024 green and 1024 blue bytes, each plane row-major. That is
+// already NCHW, so a record is copied, not rearranged.
+//
+// Images stay uint8 in memory (3 KiB each, 184 MB for all 60,000) and are converted to float one
+// batch at a time, with x = (pixel/255 - mean[c]) / std[c]; the tutorial's normalisation is mean =
+// std = 0.5, which maps pixels to [-1, 1].
+//
+// Errors: a missing file, a size that is not a whole number of records and a label outside 0-9 all
+// throw DataError naming the file and the record.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "headnet/core/error.hpp"
+#include "headnet/core/random.hpp"
+#include "headnet/core/tensor.hpp"
+
+namespace headnet {
+namespace data {
+
+struct Cifar10 {
+  static constexpr int channels = 3, height = 32, width = 32;
+  static constexpr int image_bytes = channels * height * width;  // 3072
+  static constexpr int record_bytes = 1 + image_bytes;            // 3073
+  static constexpr int classes = 10;
+  static constexpr std::int64_t records_per_file = 10000;
+
+  static const std::array<const char*, 10>& class_names() {
+    static const std::array<const char*, 10> names = {"plane", "car",  "bird", "cat",  "deer",
+                                                      "dog",   "frog", "horse", "ship", "truck"};
+    return names;
+  }
+  static std::vector<std::string> train_files() {
+    return {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
+  }
+  static std::vector<std::string> test_files() { return {"test_batch.bin"}; }
+};
+
+// Images as bytes, (N, 3, 32, 32), and their labels.
+struct ImageSet {
+  std::vector<std::uint8_t> pixels;
+  std::vector<std::int32_t> labels;
+  std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
+  const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * Cifar10::image_bytes; }
+};
+
+// Appends the records of one CIFAR-10 binary file to `set`. On any error `set` is left unchanged.
+inline void read_cifar10_file(const std::string& path, ImageSet& set) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError("CIFAR-10: cannot open '" + path + "': " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff bytes = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (bytes <= 0) throw DataError("CIFAR-10: '" + path + "' is empty");
+  if (bytes % Cifar10::record_bytes != 0) {
+    const std::int64_t whole = bytes / Cifar10::record_bytes;
+    throw DataError("CIFAR-10: '" + path + "' has " + std::to_string(bytes) +
+                    " bytes, not a whole number of 3073-byte records: record " + std::to_string(whole) + " is truncated (" +
+                    std::to_string(bytes - whole * Cifar10::record_bytes) + " of 3073 bytes)");
+  }
+  const std::int64_t count = bytes / Cifar10::record_bytes;
+  std::vector<std::uint8_t> raw(static_cast<std::size_t>(bytes));
+  in.read(reinterpret_cast<char*>(raw.data()), bytes);
+  if (in.gcount() != bytes) {
+    throw DataError("CIFAR-10: '" + path + "' ended early while reading record " +
+                    std::to_string(in.gcount() / Cifar10::record_bytes));
+  }
+  for (std::int64_t r = 0; r < count; ++r) {
+    const int label = raw[std::size_t(r * Cifar10::record_bytes)];
+    if (label >= Cifar10::classes) {
+      throw DataError("CIFAR-10: '" + path + "' record " + std::to_string(r) + " has label " + std::to_string(label) +
+                      ", expected 0-9 (is this a CIFAR-100 file?)");
+    }
+  }
+  const std::size_t old_pixels = set.pixels.size();
+  set.pixels.resize(old_pixels + std::size_t(count * Cifar10::image_bytes));
+  set.labels.reserve(set.labels.size() + std::size_t(count));
+  for (std::int64_t r = 0; r < count; ++r) {
+    const std::uint8_t* record = raw.data() + r * Cifar10::record_bytes;
+    set.labels.push_back(record[0]);
+    std::memcpy(set.pixels.data() + old_pixels + std::size_t(r * Cifar10::image_bytes), record + 1, Cifar10::image_bytes);
+  }
+}
+
+// Reads the named files from `directory` (a folder holding data_batch_1.bin, ...).
+inline ImageSet read_cifar10(const std::string& directory, const std::vector<std::string>& files) {
+  ImageSet set;
+  for (const auto& f : files) read_cifar10_file(directory + "/" + f, set);
+  return set;
+}
+inline ImageSet read_cifar10_train(const std::string& directory) { return read_cifar10(directory, Cifar10::train_files()); }
+inline ImageSet read_cifar10_test(const std::string& directory) { return read_cifar10(directory, Cifar10::test_files()); }
+
+// Per-channel normalisation x = (pixel/255 - mean) / std.
+struct Normalization {
+  std::array<float, 3> mean{0.5f, 0.5f, 0.5f};
+  std::array<float, 3> std{0.5f, 0.5f, 0.5f};
+
+  static Normalization tutorial() { return {}; }
+  // The per-channel mean and standard deviation of a set's pixels (scaled to [0, 1]).
+  static Normalization from_statistics(const ImageSet& set) {
+    Normalization n;
+    const std::int64_t plane = Cifar10::height * Cifar10::width;
+    for (int c = 0; c < 3; ++c) {
+      double sum = 0, sum_sq = 0;
+      for (std::int64_t i = 0; i < set.size(); ++i) {
+        const std::uint8_t* p = set.image(i) + c * plane;
+        for (std::int64_t k = 0; k < plane; ++k) {
+          const double v = p[k] / 255.0;
+          sum += v;
+          sum_sq += v * v;
+        }
+      }
+      const double count = double(set.size()) * double(plane);
+      const double mean = count > 0 ? sum / count : 0.0;
+      n.mean[std::size_t(c)] = float(mean);
+      n.std[std::size_t(c)] = float(count > 0 ? std::sqrt(std::max(1e-12, sum_sq / count - mean * mean)) : 1.0);
+    }
+    return n;
+  }
+};
+
+// Draws batches from an ImageSet, in a shuffled order when asked, converting them to float into a
+// tensor it owns and reuses. Same seed, same order, epoch after epoch.
+class BatchLoader {
+ public:
+  BatchLoader(const ImageSet& set, int batch_size, bool shuffle, std::uint64_t seed,
+              Normalization normalization = Normalization::tutorial())
+      : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(seed), order_(std::size_t(set.size())) {
+    detail::require_at_least("BatchLoader", "batch_size", batch_size, 1);
+    for (int c = 0; c < 3; ++c)
+      for (int v = 0; v < 256; ++v)
+        lookup_[std::size_t(c)][std::size_t(v)] =
+            (float(v) / 255.0f - normalization.mean[std::size_t(c)]) / normalization.std[std::size_t(c)];
+    start_epoch();
+  }
+
+  // Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
+  void start_epoch() {
+    for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<std::int64_t>(i);
+    if (shuffle_) generator_.shuffle(order_.begin(), order_.end());
+    position_ = 0;
+  }
+
+  std::int64_t batches_per_epoch() const { return (set_->size() + batch_size_ - 1) / batch_size_; }
+
+  // Fills the next batch; false at the end of the epoch. The last batch may be smaller.
+  // images: (B, 3, 32, 32), a view of the loader's buffer valid until the next call.
+  bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) {
+    if (position_ >= set_->size()) return false;
+    const std::int64_t b = std::min<std::int64_t>(batch_size_, set_->size() - position_);
+    buffer_.resize({b, Cifar10::channels, Cifar10::height, Cifar10::width});
+    labels.resize(std::size_t(b));
+    const std::int64_t plane = Cifar10::height * Cifar10::width;
+    for (std::int64_t i = 0; i < b; ++i) {
+      const std::int64_t index = order_[std::size_t(position_ + i)];
+      const std::uint8_t* src = set_->image(index);
+      float* dst = buffer_.data() + i * Cifar10::image_bytes;
+      for (int c = 0; c < 3; ++c) {
+        const float* table = lookup_[std::size_t(c)].data();
+        for (std::int64_t k = 0; k < plane; ++k) dst[c * plane + k] = table[src[c * plane + k]];
+      }
+      labels[std::size_t(i)] = set_->labels[std::size_t(index)];
+    }
+    position_ += b;
+    images = buffer_;
+    return true;
+  }
+
+  // Generator and position: what a checkpoint saves to resume mid-epoch.
+  Generator& generator() { return generator_; }
+  std::int64_t position() const { return position_; }
+
+ private:
+  const ImageSet* set_;
+  int batch_size_;
+  bool shuffle_;
+  Generator generator_;
+  std::vector<std::int64_t> order_;
+  std::int64_t position_ = 0;
+  std::array<std::array<float, 256>, 3> lookup_{};
+  Tensor<float> buffer_;
+};
+
+}  // namespace data
+}  // namespace headnet

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what headnet needs from the distribution's packages (Debian 12, Ubuntu 22.04 or later),
+# only the ones that are missing. Needs root (or sudo) when something is missing.
+#
+#   scripts/install_deps.sh [--tests]
+#
+# --tests adds python3-torch, with which the test suite also checks that PyTorch loads headnet's
+# weights (the check is reported as skipped without it); set HEADNET_NO_TORCH=1 to leave it out.
+set -euo pipefail
+
+packages=(g++ cmake make curl ca-certificates libeigen3-dev nlohmann-json3-dev libcli11-dev libstb-dev catch2 libbenchmark-dev)
+if [ "${1:-}" = "--tests" ] && [ "${HEADNET_NO_TORCH:-0}" != "1" ]; then
+  packages+=(python3 python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  apt_get=(apt-get)
+elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+  apt_get=(sudo apt-get)
+else
+  echo "install_deps.sh: error: these packages are missing and installing them needs root:" >&2
+  echo "  sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${apt_get[@]}" update -qq
+"${apt_get[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "Installed: ${missing[*]}"
