@@ -70,13 +70,15 @@ void im2col(const ConvGeometry& g, const T* x, T* columns, std::int64_t ld) {
           }
           const T* in = plane + std::int64_t(ih) * g.width;
           const int shift = kw - P;  // iw = ow*S + shift
-          std::fill(out, out + lo, T(0));
+          for (int ow = 0; ow < lo; ++ow) out[ow] = T(0);
           if (S == 1) {
-            if (hi > lo) std::copy(in + lo + shift, in + hi + shift, out + lo);
+            // A plain loop, not std::copy: rows are short (10 to 32 floats) and memmove's call
+            // overhead would dominate.
+            for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow + shift];
           } else {
             for (int ow = lo; ow < hi; ++ow) out[ow] = in[ow * S + shift];
           }
-          std::fill(out + hi, out + W_out, T(0));
+          for (int ow = hi; ow < W_out; ++ow) out[ow] = T(0);
         }
       }
     }

@@ -20,6 +20,32 @@ struct PoolGeometry {
   int out_width() const { return (width - kernel_size) / stride + 1; }
 };
 
+namespace detail {
+
+// The common 2x2, stride-2 window, written out so that the compiler keeps it branch-free.
+// `a > b || a != a` is "a wins": larger, or NaN (a NaN never compares greater).
+template <typename T>
+void maxpool2x2_plane(const PoolGeometry& g, const T* in, T* out, std::int32_t* arg) {
+  const int H_out = g.out_height(), W_out = g.out_width(), W = g.width;
+  for (int oh = 0; oh < H_out; ++oh) {
+    const T* row0 = in + std::int64_t(2 * oh) * W;
+    const T* row1 = row0 + W;
+    for (int ow = 0; ow < W_out; ++ow) {
+      const int i0 = (2 * oh) * W + 2 * ow;
+      T best = row0[2 * ow];
+      int index = i0;
+      const T b = row0[2 * ow + 1], c = row1[2 * ow], d = row1[2 * ow + 1];
+      if (b > best || (b != b && best == best)) best = b, index = i0 + 1;
+      if (c > best || (c != c && best == best)) best = c, index = i0 + W;
+      if (d > best || (d != d && best == best)) best = d, index = i0 + W + 1;
+      out[oh * W_out + ow] = best;
+      arg[oh * W_out + ow] = index;
+    }
+  }
+}
+
+}  // namespace detail
+
 template <typename T>
 void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T* y, std::int32_t* argmax) {
   const int H_out = g.out_height(), W_out = g.out_width(), K = g.kernel_size, S = g.stride;
@@ -29,6 +55,10 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
     const T* in = x + p * in_plane;
     T* out = y + p * out_plane;
     std::int32_t* arg = argmax + p * out_plane;
+    if (K == 2 && S == 2) {
+      detail::maxpool2x2_plane(g, in, out, arg);
+      continue;
+    }
     for (int oh = 0; oh < H_out; ++oh) {
       for (int ow = 0; ow < W_out; ++ow) {
         std::int32_t best_index = (oh * S) * g.width + ow * S;

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""PyTorch's training throughput for the same networks and steps as headnet-train-throughput.
+
+  /usr/bin/python3 benchmarks/pytorch_throughput.py --nets tutorial wide --batch 4 32 128 --threads 1 2
+
+Same network (the tutorial's Net, conv1 6 or 128), PyTorch's default initialisation, SGD(lr 0.001,
+momentum 0.9), cross-entropy, synthetic data already in memory; each timed run is a fixed number
+of steps after a warm-up; the median of --repeats runs is printed, one JSON object per line.
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self, conv1=6, conv2=16):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, conv1, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(conv1, conv2, 5)
+        self.fc1 = nn.Linear(conv2 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def measure(net_name, batch, threads, seconds, repeats):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = Net(128 if net_name == "wide" else 6)
+    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    y = torch.randint(0, 10, (batch,))
+
+    def run(n):
+        start = time.perf_counter()
+        for _ in range(n):
+            opt.zero_grad()
+            loss = criterion(net(x), y)
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - start
+
+    n = 1
+    while run(n) < seconds / 4:
+        n *= 2
+    n *= 4
+    run(n)
+    rates = sorted(n * batch / run(n) for _ in range(repeats))
+    return dict(network=net_name, batch=batch, threads=threads, steps_per_run=n, images_per_second=rates,
+                median=statistics.median(rates))
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--nets", nargs="+", default=["tutorial", "wide"])
+    p.add_argument("--batch", nargs="+", type=int, default=[4, 32, 128])
+    p.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    p.add_argument("--seconds", type=float, default=0.5)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    for net_name in a.nets:
+        for batch in a.batch:
+            for threads in a.threads:
+                print(json.dumps(measure(net_name, batch, threads, a.seconds, a.repeats)), flush=True)
