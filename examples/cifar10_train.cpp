@@ -3,7 +3,10 @@
 // Builds the tutorial network (conv widths from --conv1/--conv2), trains it with SGD (lr 0.001,
 // momentum 0.9, batch 4, 2 epochs by default) on the five training batches, prints the tutorial's
 // loss lines and accuracies, and writes results.json, three PNG charts and the weights (as a
-// safetensors file that PyTorch's tutorial network can load) into --out.
+// safetensors file that PyTorch's tutorial network can load) into --out. Checkpoints go to
+// --out/checkpoint.safetensors every --checkpoint-every steps and at each epoch's end; --resume DIR
+// continues a run from there, bit-identical to an uninterrupted run with the same thread count.
+// Exit codes: 0 done, 1 bad data, files or arguments, 3 training diverged (NaN or infinity).
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -19,6 +22,8 @@ int main(int argc, char** argv) {
   std::string data_dir = "data";
   std::string out_dir = "runs/tutorial";
   std::string load_file;
+  std::string resume_dir;
+  CheckpointOptions checkpoints;
   bool quiet = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches (or their cifar-10-batches-bin/ parent)")
       ->capture_default_str();
@@ -36,13 +41,26 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "Folder for results.json, the charts and model.safetensors")->capture_default_str();
   app.add_option("--load", load_file, "Evaluate the weights in this safetensors file instead of training")
       ->check(CLI::ExistingFile);
+  app.add_option("--checkpoint-every", checkpoints.every,
+                 "Steps between checkpoints in --out (0: only at the end of each epoch)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--resume", resume_dir, "Continue the run whose --out folder this is, from its last checkpoint")
+      ->check(CLI::ExistingDirectory)->excludes("--load");
+  app.add_option("--debug-kill-at-step", checkpoints.kill_at_step,
+                 "Testing only: kill the process with SIGKILL after this many steps")
+      ->group("");  // hidden from --help
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (recipe.threads > 0) headnet::set_num_threads(recipe.threads);
     recipe.threads = headnet::num_threads();
-    std::filesystem::create_directories(out_dir);
+    if (!resume_dir.empty()) out_dir = resume_dir;
+    try {
+      std::filesystem::create_directories(out_dir);
+    } catch (const std::filesystem::filesystem_error& e) {
+      throw headnet::Error("cannot create the output folder '" + out_dir + "': " + e.code().message());
+    }
     {  // fail now, not after training, when --out cannot take our files
       const std::string probe = out_dir + "/.write-test";
       write_text_atomically(probe, "");
@@ -70,19 +88,40 @@ int main(int argc, char** argv) {
     }
 
     const ImageSet train = headnet::data::read_cifar10_train(folder);
+    TrainState state;
+    std::string resume_from;
+    if (!resume_dir.empty()) {
+      resume_from = resume_dir + "/checkpoint.safetensors";
+      if (!std::filesystem::exists(resume_from)) {
+        throw headnet::DataError("--resume " + resume_dir + ": no checkpoint.safetensors there");
+      }
+      const int threads_given = recipe.threads;
+      recipe = checkpoint_recipe(resume_from);  // the run continues with its own recipe
+      if (recipe.threads != threads_given) {
+        std::printf("Resuming with the run's %d threads (results are bit-identical only for the same count)\n",
+                    recipe.threads);
+      }
+      headnet::set_num_threads(recipe.threads);
+    }
     headnet::manual_seed(recipe.seed);
     auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
+    headnet::SGD<float> sgd(net.parameters(), headnet::SGDOptions(recipe.lr).momentum(recipe.momentum));
+    if (!resume_from.empty()) {
+      state = load_checkpoint(resume_from, net, sgd);
+      std::printf("Resuming %s at epoch %d, step %lld\n", resume_from.c_str(), state.epoch + 1, (long long)state.step);
+    }
     std::printf("headnet %s, %d threads, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
                 (unsigned long long)recipe.seed, net.summary({recipe.batch, 3, 32, 32}).c_str());
     std::fflush(stdout);
 
+    checkpoints.path = out_dir + "/checkpoint.safetensors";
     Progress progress(!quiet);
     const RunResult r = train_and_evaluate(recipe, train, test, net,
                                            [](const std::string& line) {
                                              std::printf("%s\n", line.c_str());
                                              std::fflush(stdout);
                                            },
-                                           progress);
+                                           progress, "", checkpoints, state, &sgd);
     std::printf("Finished Training in %.1f s (%.0f images/s)\n", r.train_seconds, r.images_per_second);
     std::printf("Accuracy of the network on the 10000 test images: %d %%\n", int(r.test.accuracy));
     for (int c = 0; c < 10; ++c)
@@ -99,9 +138,9 @@ int main(int argc, char** argv) {
     std::printf("Wrote %s/results.json, model.safetensors, class_accuracy.png, loss.png, confusion.png\n",
                 out_dir.c_str());
     return 0;
-  } catch (const std::filesystem::filesystem_error& e) {
+  } catch (const headnet::NumericError& e) {
     std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
-    return 1;
+    return 3;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
     return 1;

@@ -239,4 +239,14 @@ class Tensor {
   Shape shape_;
 };
 
+// True when no element is NaN or infinite. x * 0 is 0 for finite x and NaN otherwise, so one
+// vectorisable sum answers for the whole tensor.
+template <typename T>
+bool all_finite(const Tensor<T>& t) {
+  T sum = T(0);
+  const T* p = t.data();
+  for (std::int64_t i = 0; i < t.numel(); ++i) sum += p[i] * T(0);
+  return sum == T(0);
+}
+
 }  // namespace headnet

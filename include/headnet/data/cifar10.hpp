@@ -179,6 +179,9 @@ class BatchLoader {
     return true;
   }
 
+  // Skips the next `batches` batches of this epoch without converting them (to resume mid-epoch).
+  void skip(std::int64_t batches) { position_ = std::min(set_->size(), position_ + batches * batch_size_); }
+
   // Generator and position: what a checkpoint saves to resume mid-epoch.
   Generator& generator() { return generator_; }
   std::int64_t position() const { return position_; }
