@@ -269,7 +269,11 @@ inline void train(const Recipe& recipe, const ImageSet& train_set, headnet::Sequ
     progress.clear();
     throw headnet::NumericError("training diverged at epoch " + std::to_string(state.epoch + 1) + ", step " +
                                 std::to_string(state.step + 1) + ": " + what +
-                                (checkpoints.path.empty() ? std::string() : "; the last good checkpoint is " + checkpoints.path) +
+                                (checkpoints.path.empty()
+                                     ? std::string()
+                                     : std::filesystem::exists(checkpoints.path)
+                                           ? "; the last good checkpoint is " + checkpoints.path
+                                           : "; no checkpoint had been written yet") +
                                 " (try a smaller --lr)");
   };
   net.train();

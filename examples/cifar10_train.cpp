@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
       auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
       headnet::io::load_safetensors(load_file, net.parameters());
       const Evaluation e = evaluate(net, test, recipe.eval_batch);
-      std::printf("Accuracy of the network on the 10000 test images: %d %%\n", int(e.accuracy));
+      std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(e.accuracy));
       for (int c = 0; c < 10; ++c)
         std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
                     e.class_accuracy[std::size_t(c)]);
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
                                            },
                                            progress, "", checkpoints, state, &sgd);
     std::printf("Finished Training in %.1f s (%.0f images/s)\n", r.train_seconds, r.images_per_second);
-    std::printf("Accuracy of the network on the 10000 test images: %d %%\n", int(r.test.accuracy));
+    std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(r.test.accuracy));
     for (int c = 0; c < 10; ++c)
       std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
                   r.test.class_accuracy[std::size_t(c)]);

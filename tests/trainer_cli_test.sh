@@ -39,7 +39,8 @@ echo "not weights" > "$work/bad.safetensors"
 expect "bad weights" 1 "header length 7451598620781211502 exceeds the 4 bytes after it" -- "$train" --data "$work/data" --out "$work/o3" --load "$work/bad.safetensors"
 expect "resume without checkpoint" 1 "--resume $work/data: no checkpoint.safetensors there" -- "$train" --data "$work/data" --resume "$work/data"
 expect "diverging run" 3 "training diverged at epoch 1, step" -- "$train" --data "$work/data" --out "$work/o4" "${quick[@]}" --lr 100
-expect "diverging run names the layer" 3 "the last good checkpoint is $work/o4/checkpoint.safetensors" -- "$train" --data "$work/data" --out "$work/o4" "${quick[@]}" --lr 100
+expect "diverging run names the layer" 3 "is the first to output a NaN or infinity; no checkpoint had been written yet" -- "$train" --data "$work/data" --out "$work/o4" "${quick[@]}" --lr 100
+expect "diverging run keeps the checkpoint" 3 "the last good checkpoint is $work/o5/checkpoint.safetensors" -- "$train" --data "$work/data" --out "$work/o5" --epochs 3 --batch 20 --quiet --lr 1 --checkpoint-every 5
 
 # Determinism: same seed and threads, bit-identical weights.
 expect "run A" 0 "Accuracy of the network" -- "$train" --data "$work/data" --out "$work/a" --epochs 2 --batch 4 --seed 3 --threads 2 --quiet --checkpoint-every 50
