@@ -56,6 +56,34 @@ struct ImageSet {
   const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * Cifar10::image_bytes; }
 };
 
+// Appends the records in `bytes` (the contents of a CIFAR-10 binary file called `name` in error
+// messages) to `set`. On any error `set` is left unchanged.
+inline void parse_cifar10(const std::uint8_t* bytes, std::size_t size, const std::string& name, ImageSet& set) {
+  if (size == 0) throw DataError("CIFAR-10: '" + name + "' is empty");
+  if (size % Cifar10::record_bytes != 0) {
+    const std::size_t whole = size / Cifar10::record_bytes;
+    throw DataError("CIFAR-10: '" + name + "' has " + std::to_string(size) +
+                    " bytes, not a whole number of 3073-byte records: record " + std::to_string(whole) + " is truncated (" +
+                    std::to_string(size - whole * Cifar10::record_bytes) + " of 3073 bytes)");
+  }
+  const std::size_t count = size / Cifar10::record_bytes;
+  for (std::size_t r = 0; r < count; ++r) {
+    const int label = bytes[r * Cifar10::record_bytes];
+    if (label >= Cifar10::classes) {
+      throw DataError("CIFAR-10: '" + name + "' record " + std::to_string(r) + " has label " + std::to_string(label) +
+                      ", expected 0-9 (is this a CIFAR-100 file?)");
+    }
+  }
+  const std::size_t old_pixels = set.pixels.size();
+  set.pixels.resize(old_pixels + count * Cifar10::image_bytes);
+  set.labels.reserve(set.labels.size() + count);
+  for (std::size_t r = 0; r < count; ++r) {
+    const std::uint8_t* record = bytes + r * Cifar10::record_bytes;
+    set.labels.push_back(record[0]);
+    std::memcpy(set.pixels.data() + old_pixels + r * Cifar10::image_bytes, record + 1, Cifar10::image_bytes);
+  }
+}
+
 // Appends the records of one CIFAR-10 binary file to `set`. On any error `set` is left unchanged.
 inline void read_cifar10_file(const std::string& path, ImageSet& set) {
   std::ifstream in(path, std::ios::binary);
@@ -63,35 +91,14 @@ inline void read_cifar10_file(const std::string& path, ImageSet& set) {
   in.seekg(0, std::ios::end);
   const std::streamoff bytes = in.tellg();
   in.seekg(0, std::ios::beg);
-  if (bytes <= 0) throw DataError("CIFAR-10: '" + path + "' is empty");
-  if (bytes % Cifar10::record_bytes != 0) {
-    const std::int64_t whole = bytes / Cifar10::record_bytes;
-    throw DataError("CIFAR-10: '" + path + "' has " + std::to_string(bytes) +
-                    " bytes, not a whole number of 3073-byte records: record " + std::to_string(whole) + " is truncated (" +
-                    std::to_string(bytes - whole * Cifar10::record_bytes) + " of 3073 bytes)");
-  }
-  const std::int64_t count = bytes / Cifar10::record_bytes;
+  if (bytes < 0) throw DataError("CIFAR-10: cannot read '" + path + "' (is it a folder?)");
   std::vector<std::uint8_t> raw(static_cast<std::size_t>(bytes));
   in.read(reinterpret_cast<char*>(raw.data()), bytes);
   if (in.gcount() != bytes) {
     throw DataError("CIFAR-10: '" + path + "' ended early while reading record " +
                     std::to_string(in.gcount() / Cifar10::record_bytes));
   }
-  for (std::int64_t r = 0; r < count; ++r) {
-    const int label = raw[std::size_t(r * Cifar10::record_bytes)];
-    if (label >= Cifar10::classes) {
-      throw DataError("CIFAR-10: '" + path + "' record " + std::to_string(r) + " has label " + std::to_string(label) +
-                      ", expected 0-9 (is this a CIFAR-100 file?)");
-    }
-  }
-  const std::size_t old_pixels = set.pixels.size();
-  set.pixels.resize(old_pixels + std::size_t(count * Cifar10::image_bytes));
-  set.labels.reserve(set.labels.size() + std::size_t(count));
-  for (std::int64_t r = 0; r < count; ++r) {
-    const std::uint8_t* record = raw.data() + r * Cifar10::record_bytes;
-    set.labels.push_back(record[0]);
-    std::memcpy(set.pixels.data() + old_pixels + std::size_t(r * Cifar10::image_bytes), record + 1, Cifar10::image_bytes);
-  }
+  parse_cifar10(raw.data(), raw.size(), path, set);
 }
 
 // Reads the named files from `directory` (a folder holding data_batch_1.bin, ...).

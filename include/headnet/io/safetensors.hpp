@@ -145,25 +145,18 @@ void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& 
   detail::write_file_atomically(path, file);
 }
 
-// Reads and validates a whole safetensors file (F32 and F64 tensors only).
-inline SafetensorsFile read_safetensors(const std::string& path) {
+// Parses and validates the bytes of a safetensors file (F32 and F64 tensors only); `path` names it
+// in error messages.
+inline SafetensorsFile parse_safetensors(const unsigned char* bytes, std::size_t size, const std::string& path) {
   auto fail = [&](const std::string& what) { return DataError("safetensors: '" + path + "': " + what); };
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw DataError("safetensors: cannot open '" + path + "': " + std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
   if (size < 8) throw fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
-  unsigned char length_bytes[8];
-  in.read(reinterpret_cast<char*>(length_bytes), 8);
   std::uint64_t header_length = 0;
-  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | length_bytes[i];
+  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | bytes[i];
   if (header_length > std::uint64_t(size - 8)) {
     throw fail("header length " + std::to_string(header_length) + " exceeds the " + std::to_string(size - 8) +
                " bytes after it (truncated file, or not a safetensors file)");
   }
-  std::string text(std::size_t(header_length), '\0');
-  in.read(&text[0], std::streamsize(header_length));
+  const std::string text(reinterpret_cast<const char*>(bytes) + 8, std::size_t(header_length));
 
   nlohmann::json header;
   try {
@@ -226,18 +219,30 @@ inline SafetensorsFile read_safetensors(const std::string& path) {
   for (std::size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].first < ranges[i - 1].second) throw fail("two tensors overlap in the data section");
   }
-  file.data.resize(std::size_t(data_size));
-  in.read(reinterpret_cast<char*>(file.data.data()), std::streamsize(data_size));
-  if (std::uint64_t(in.gcount()) != data_size) throw fail("file ended early while reading tensor data");
+  file.data.assign(bytes + 8 + header_length, bytes + size);
   return file;
+}
+
+// Reads and validates a whole safetensors file.
+inline SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError("safetensors: cannot open '" + path + "': " + std::strerror(errno));
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size < 0) throw DataError("safetensors: cannot read '" + path + "' (is it a folder?)");
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), size);
+  if (in.gcount() != size) throw DataError("safetensors: '" + path + "' ended early while reading");
+  return parse_safetensors(bytes.data(), bytes.size(), path);
 }
 
 // Loads a file into parameters (for example Sequential::parameters()). Every parameter must be in
 // the file with the same shape and finite values, and the file must hold nothing else; otherwise
 // DataError and no parameter is changed.
 template <typename T>
-void load_safetensors(const std::string& path, const std::vector<Parameter<T>>& parameters) {
-  const SafetensorsFile file = read_safetensors(path);
+void load_safetensors(const SafetensorsFile& file, const std::vector<Parameter<T>>& parameters) {
+  const std::string& path = file.path;
   auto fail = [&](const std::string& what) { return DataError("safetensors: '" + path + "': " + what); };
   std::vector<std::vector<T>> staged;
   for (const auto& p : parameters) {
@@ -266,6 +271,10 @@ void load_safetensors(const std::string& path, const std::vector<Parameter<T>>& 
     Tensor<T> value = parameters[i].value;
     std::copy(staged[i].begin(), staged[i].end(), value.data());
   }
+}
+template <typename T>
+void load_safetensors(const std::string& path, const std::vector<Parameter<T>>& parameters) {
+  load_safetensors(read_safetensors(path), parameters);
 }
 
 }  // namespace io

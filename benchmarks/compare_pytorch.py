@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""headnet against PyTorch on the same CPU, in the same run, alternating.
+
+  python3 benchmarks/compare_pytorch.py [--repeats 3] [--quick]
+
+Needs build/benchmarks/headnet-train-throughput and headnet-conv-kernels (configure with
+-DHEADNET_BUILD_BENCHMARKS=ON) and Debian's python3-torch. For every network and batch it runs
+headnet (1 and 2 threads) and PyTorch (1 and 2 threads) in turn, --repeats rounds, and takes each
+one's median; PyTorch's figure is its best thread setting. For the conv layers it times forward,
+backward to the input and backward to the weights at batch 32 in both. The tables are written
+between the results markers of docs/benchmarks.md, with the machine, flags and date.
+
+PyTorch runs with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE removed from its environment (its best
+kernels, as docs/BENCHMARKING asks); headnet's runs keep the environment as it is.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+bench = os.path.join(root, "build", "benchmarks")
+torch_env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+
+LAYERS = [  # name, c_in, c_out, k, padding, size
+    ("tutorial_conv1", 3, 6, 5, 0, 32), ("tutorial_conv2", 6, 16, 5, 0, 14), ("wide_conv1", 3, 128, 5, 0, 32),
+    ("wide_conv2", 128, 16, 5, 0, 14), ("3x3_64_32x32", 64, 64, 3, 1, 32), ("3x3_128_16x16", 128, 128, 3, 1, 16),
+    ("3x3_256_8x8", 256, 256, 3, 1, 8)]
+
+PYTORCH_LAYER = r'''
+import json, sys, time, torch
+import torch.nn.functional as F
+name, c_in, c_out, k, p, size, batch, threads = sys.argv[1:]
+c_in, c_out, k, p, size, batch, threads = map(int, (c_in, c_out, k, p, size, batch, threads))
+torch.set_num_threads(threads)
+x = torch.rand(batch, c_in, size, size, requires_grad=True)
+w = torch.rand(c_out, c_in, k, k, requires_grad=True) - 0.5
+b = torch.zeros(c_out, requires_grad=True)
+y = F.conv2d(x, w, b, padding=p)
+dy = torch.rand_like(y)
+def timeit(f):
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n): f()
+        t = time.perf_counter() - t
+        if t > 0.2: return t / n
+        n *= 2
+with torch.no_grad():
+    fwd = timeit(lambda: F.conv2d(x, w, b, padding=p))
+y = F.conv2d(x, w, b, padding=p)
+bin_ = timeit(lambda: torch.nn.grad.conv2d_input(x.shape, w, dy, padding=p))
+bw = timeit(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, padding=p))
+flops = 2.0 * batch * c_out * y.shape[2] * y.shape[3] * c_in * k * k
+print(json.dumps({"forward": flops / fwd / 1e9, "backward_input": flops / bin_ / 1e9, "backward_weight": flops / bw / 1e9}))
+'''
+
+
+def headnet_throughput(net, batch, threads):
+    out = subprocess.run([os.path.join(bench, "headnet-train-throughput"), "--nets", net, "--batch", str(batch),
+                          "--threads", str(threads), "--repeats", "3", "--seconds", "0.4", "--json", "/dev/stdout"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("["):])[0]["median"]
+
+
+def pytorch_throughput(net, batch, threads):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(root, "benchmarks", "pytorch_throughput.py"), "--nets", net,
+                          "--batch", str(batch), "--threads", str(threads), "--repeats", "3", "--seconds", "0.4"],
+                         check=True, capture_output=True, text=True, env=torch_env).stdout
+    return json.loads(out.strip().splitlines()[-1])["median"]
+
+
+def headnet_layers(batch):
+    out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=(forward|backward_input|backward_weight)/.*/{batch}$",
+                          "--benchmark_format=json", "--benchmark_min_time=0.2"], check=True, capture_output=True,
+                         text=True).stdout
+    peak = float(re.search(r"Measured fp32 FMA peak: ([0-9.]+) GFLOP/s", out).group(1))
+    data = json.loads(out[out.index("{"):])
+    result = {}
+    for b in data["benchmarks"]:
+        kind, name, _ = b["name"].split("/")[:3]
+        result[(name, kind)] = b["GFLOP/s"]
+    return peak, result
+
+
+def pytorch_layer(layer, batch, threads):
+    name, c_in, c_out, k, p, size = layer
+    out = subprocess.run(["/usr/bin/python3", "-c", PYTORCH_LAYER, name, str(c_in), str(c_out), str(k), str(p), str(size),
+                          str(batch), str(threads)], check=True, capture_output=True, text=True, env=torch_env).stdout
+    return json.loads(out)
+
+
+def main():
+    a = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    a.add_argument("--repeats", type=int, default=3)
+    a.add_argument("--quick", action="store_true", help="one round, fewer configurations")
+    a.add_argument("--doc", default=os.path.join(root, "docs", "benchmarks.md"))
+    args = a.parse_args()
+    repeats = 1 if args.quick else args.repeats
+    configs = [(n, b) for n in ("tutorial", "wide") for b in (4, 32, 128)]
+    samples = {}
+    for r in range(repeats):
+        for net, batch in configs:
+            for threads in (1, 2):
+                samples.setdefault(("headnet", net, batch, threads), []).append(headnet_throughput(net, batch, threads))
+                samples.setdefault(("pytorch", net, batch, threads), []).append(pytorch_throughput(net, batch, threads))
+            print(f"round {r + 1}: {net} batch {batch} done", file=sys.stderr, flush=True)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+
+    lines = ["### Training throughput (images/s, forward + backward + SGD step, median of "
+             f"{repeats} rounds)", "",
+             "| network | batch | headnet 1 thread | headnet 2 threads | PyTorch 1 thread | PyTorch 2 threads | "
+             "headnet 2T / PyTorch best | headnet 2T / 1T |", "|---|---|---|---|---|---|---|---|"]
+    for net, batch in configs:
+        h1, h2 = med[("headnet", net, batch, 1)], med[("headnet", net, batch, 2)]
+        p1, p2 = med[("pytorch", net, batch, 1)], med[("pytorch", net, batch, 2)]
+        lines.append(f"| {net} | {batch} | {h1:.0f} | {h2:.0f} | {p1:.0f} | {p2:.0f} | **{h2 / max(p1, p2):.2f}x** | {h2 / h1:.2f}x |")
+
+    peak, layers = headnet_layers(32)
+    lines += ["", f"### Conv layers at batch 32, 2 threads (GFLOP/s; measured FMA peak {peak:.0f} GFLOP/s)", "",
+              "| layer | pass | headnet | % of peak | PyTorch (best of 1, 2 threads) | headnet / PyTorch |", "|---|---|---|---|---|---|"]
+    for layer in LAYERS:
+        t = [pytorch_layer(layer, 32, th) for th in (1, 2)]
+        for kind in ("forward", "backward_input", "backward_weight"):
+            h = layers[(layer[0], kind)]
+            p = max(t[0][kind], t[1][kind])
+            lines.append(f"| {layer[0]} | {kind} | {h:.1f} | {100 * h / peak:.0f}% | {p:.1f} | {h / p:.2f}x |")
+
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
+    flags = re.search(r"Flags:\s*(.*)", cpu).group(1).split()
+    simd = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "none of avx2/fma/avx512f"
+    import torch  # noqa: E402 (only for its version)
+    lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py"
+              f"{' --quick' if args.quick else ''}` on {model}, {os.cpu_count()} cores ({simd}), {platform.platform()}; "
+              f"headnet built with g++ `-O3 -march=native` (Release), PyTorch {torch.__version__} from Debian with "
+              "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset."]
+    table = "\n".join(lines)
+    print(table)
+    with open(args.doc) as f:
+        doc = f.read()
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin in doc and end in doc:
+        doc = doc[:doc.index(begin) + len(begin)] + "\n" + table + "\n" + doc[doc.index(end):]
+        with open(args.doc, "w") as f:
+            f.write(doc)
+        print(f"updated {args.doc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+// A training step in steady state allocates nothing: no operator new and no malloc (Eigen's GEMM
+// blocking buffers come from malloc when they are too large for the stack).
+//
+// This file replaces the global allocation functions of its own test executable to count calls, so
+// it is built apart from the other tests.
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include <catch2/catch.hpp>
+
+#include <headnet/data/cifar10.hpp>
+#include <headnet/headnet.hpp>
+#include <headnet/models/tutorial_net.hpp>
+
+namespace {
+std::atomic<long> allocations{0};
+std::atomic<bool> counting{false};
+void note() {
+  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+extern "C" void* __libc_malloc(std::size_t);
+extern "C" void* __libc_calloc(std::size_t, std::size_t);
+extern "C" void* __libc_realloc(void*, std::size_t);
+extern "C" void* __libc_memalign(std::size_t, std::size_t);
+extern "C" void __libc_free(void*);
+
+extern "C" {
+void* malloc(std::size_t n) {
+  note();
+  return __libc_malloc(n);
+}
+void* calloc(std::size_t n, std::size_t m) {
+  note();
+  return __libc_calloc(n, m);
+}
+void* realloc(void* p, std::size_t n) {
+  note();
+  return __libc_realloc(p, n);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t n) {
+  note();
+  return __libc_memalign(alignment, n);
+}
+int posix_memalign(void** p, std::size_t alignment, std::size_t n) {
+  note();
+  *p = __libc_memalign(alignment, n);
+  return *p ? 0 : ENOMEM;
+}
+void free(void* p) { __libc_free(p); }
+}
+
+void* operator new(std::size_t n) {
+  note();
+  void* p = __libc_malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void* operator new[](std::size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { __libc_free(p); }
+void operator delete[](void* p) noexcept { __libc_free(p); }
+void operator delete(void* p, std::size_t) noexcept { __libc_free(p); }
+void operator delete[](void* p, std::size_t) noexcept { __libc_free(p); }
+
+using namespace headnet;
+
+TEST_CASE("A warm training step allocates nothing", "[allocations]") {
+  data::ImageSet set;
+  for (int i = 0; i < 256; ++i) {
+    set.labels.push_back(i % 10);
+    for (int k = 0; k < 3072; ++k) set.pixels.push_back(std::uint8_t((i * 7 + k) % 256));
+  }
+  for (int conv1 : {6, 128}) {
+    for (int batch : {4, 32}) {
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        manual_seed(0);
+        auto net = models::tutorial_net<float>(conv1, 16);
+        SGD<float> sgd(net.parameters(), SGDOptions(0.001).momentum(0.9));
+        CrossEntropyLoss<float> criterion;
+        data::BatchLoader loader(set, batch, true, 1);
+        Tensor<float> images;
+        std::vector<std::int32_t> labels;
+        auto step = [&] {
+          if (!loader.next(images, labels)) {
+            loader.start_epoch();
+            loader.next(images, labels);
+          }
+          sgd.zero_grad();
+          criterion.forward(net.forward(images), labels);
+          net.backward(criterion.backward());
+          sgd.step();
+        };
+        for (int i = 0; i < 3; ++i) step();  // warm-up: buffers grow to their size
+        allocations = 0;
+        counting = true;
+        for (int i = 0; i < 5; ++i) step();
+        counting = false;
+        INFO("conv1 " << conv1 << ", batch " << batch << ", " << threads << " threads");
+        CHECK(allocations.load() == 0);
+      }
+    }
+  }
+}
