@@ -17,7 +17,10 @@ namespace {
 std::atomic<long> allocations{0};
 std::atomic<bool> counting{false};
 void note() {
-  if (counting.load(std::memory_order_relaxed)) allocations.fetch_add(1, std::memory_order_relaxed);
+  if (counting.load(std::memory_order_relaxed)) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    if (std::getenv("HEADNET_ABORT_ON_ALLOCATION")) std::abort();  // to find the caller in a debugger
+  }
 }
 }  // namespace
 

@@ -10,8 +10,8 @@
 // GEMM to run well (the tutorial's conv2 has P = 100).
 //
 // Threads: the batch is split into one contiguous range per thread; each thread unfolds and
-// multiplies its own images with a single-threaded GEMM and keeps its own partial dW, summed at the
-// end. With one image there is nothing to split, and Eigen's GEMM uses the threads itself.
+// multiplies its own images with a single-threaded GEMM (kernels/gemm.hpp) and keeps its own
+// partial dW, summed at the end. A single image runs on one thread.
 //
 // All scratch memory lives in a Conv2dWorkspace that grows to the largest shape seen and is then
 // reused, so a training step in steady state allocates nothing.
@@ -24,6 +24,7 @@
 #include <Eigen/Core>
 
 #include "headnet/core/parallel.hpp"
+#include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
 
 namespace headnet {
@@ -41,10 +42,12 @@ class Conv2dWorkspace {
   T* partial_weight(int thread, std::int64_t n) {
     return grow(per_thread_[std::size_t(thread)].partial_weight, n);
   }
+  GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
 
  private:
   struct Buffers {
     std::vector<T> columns, gathered, partial_weight;
+    GemmWorkspace<T> gemm;
   };
   static T* grow(std::vector<T>& v, std::int64_t n) {
     if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
@@ -54,13 +57,6 @@ class Conv2dWorkspace {
 };
 
 namespace detail {
-
-template <typename T>
-using RowMajorMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using MatrixMap = Eigen::Map<RowMajorMatrix<T>>;
-template <typename T>
-using ConstMatrixMap = Eigen::Map<const RowMajorMatrix<T>>;
 
 // How many images one GEMM takes: enough to make the matrix wide, few enough that the unfolded
 // columns (about 1 MiB, one core's L2) stay in cache between im2col and the GEMM.
@@ -100,7 +96,6 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
   const std::int64_t P = g.out_pixels(), R = g.patch_size(), image = g.image_size(), out_image = C_out * P;
   const int B = detail::images_per_gemm<T>(g, N);
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
-  detail::ConstMatrixMap<T> W(weight, C_out, R);
 
   detail::for_each_image_range(N, [&](int t, int begin, int end) {
     for (int n0 = begin; n0 < end; n0 += B) {
@@ -108,19 +103,20 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
       const std::int64_t ld = b * P;
       T* columns = ws.columns(t, R * ld);
       for (int i = 0; i < b; ++i) im2col(g, x + (n0 + i) * image, columns + i * P, ld);
-      detail::ConstMatrixMap<T> cols(columns, R, ld);
-      if (b == 1) {
-        detail::MatrixMap<T> Y(y + n0 * out_image, C_out, P);
-        Y.noalias() = W * cols;
-        if (bias) Y.colwise() += Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(bias, C_out);
+      if (b == 1) {  // Y = W columns straight into the output image, then the bias
+        T* Y = y + n0 * out_image;
+        gemm<false, false>(C_out, P, R, weight, R, columns, P, Y, P, false, ws.gemm(t));
+        if (bias)
+          for (int co = 0; co < C_out; ++co)
+            for (std::int64_t p = 0; p < P; ++p) Y[co * P + p] += bias[co];
         continue;
       }
-      detail::MatrixMap<T> Y(ws.gathered(t, C_out * ld), C_out, ld);
-      Y.noalias() = W * cols;
+      T* Y = ws.gathered(t, C_out * ld);
+      gemm<false, false>(C_out, ld, R, weight, R, columns, ld, Y, ld, false, ws.gemm(t));
       // (C_out, b*P) -> b images of (C_out, P), adding the bias on the way.
       for (int i = 0; i < b; ++i) {
         for (int co = 0; co < C_out; ++co) {
-          const T* src = Y.data() + co * ld + i * P;
+          const T* src = Y + co * ld + i * P;
           T* dst = y + (n0 + i) * out_image + co * P;
           const T add = bias ? bias[co] : T(0);
           for (std::int64_t p = 0; p < P; ++p) dst[p] = src[p] + add;
@@ -140,7 +136,6 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
   const int B = detail::images_per_gemm<T>(g, N);
   const std::int64_t weight_size = C_out * R;
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
-  detail::ConstMatrixMap<T> W(weight, C_out, R);
 
   const int threads = detail::for_each_image_range(N, [&](int t, int begin, int end) {
     // Thread 0 accumulates straight into the caller's buffers; the others into partial sums,
@@ -169,16 +164,20 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
                       gathered + co * ld + i * P);
         dY_data = gathered;
       }
-      detail::ConstMatrixMap<T> dY(dY_data, C_out, ld);
       T* columns = ws.columns(t, R * ld);
-      detail::MatrixMap<T> cols(columns, R, ld);
-      if (gw) {
+      if (gw) {  // dW += dY columns^T;  db += rowsum(dY)
         for (int i = 0; i < b; ++i) im2col(g, x + (n0 + i) * image, columns + i * P, ld);
-        detail::MatrixMap<T>(gw, C_out, R).noalias() += dY * cols.transpose();
-        if (gb) Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>>(gb, C_out) += dY.rowwise().sum();
+        gemm<false, true>(C_out, R, ld, dY_data, ld, columns, ld, gw, R, true, ws.gemm(t));
+        if (gb) {
+          for (int co = 0; co < C_out; ++co) {
+            T sum = T(0);
+            for (std::int64_t p = 0; p < ld; ++p) sum += dY_data[co * ld + p];
+            gb[co] += sum;
+          }
+        }
       }
-      if (dx) {
-        cols.noalias() = W.transpose() * dY;  // the columns buffer is free again: reuse it
+      if (dx) {  // dcolumns = W^T dY, into the columns buffer (free again), then fold back
+        gemm<true, false>(R, ld, C_out, weight, R, dY_data, ld, columns, ld, false, ws.gemm(t));
         for (int i = 0; i < b; ++i) {
           T* dx_image = dx + (n0 + i) * image;
           std::fill(dx_image, dx_image + image, T(0));

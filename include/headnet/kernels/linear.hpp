@@ -7,37 +7,30 @@
 
 #include <cstdint>
 
-#include <Eigen/Core>
+#include "headnet/kernels/gemm.hpp"
 
 namespace headnet {
 namespace kernels {
 
-namespace detail_linear {
-template <typename T>
-using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
-}  // namespace detail_linear
-
 // bias may be null.
 template <typename T>
 void linear_forward(std::int64_t N, std::int64_t in, std::int64_t out, const T* x, const T* weight, const T* bias,
-                    T* y) {
-  using M = detail_linear::Matrix<T>;
-  Eigen::Map<M> Y(y, N, out);
-  Y.noalias() = Eigen::Map<const M>(x, N, in) * Eigen::Map<const M>(weight, out, in).transpose();
-  if (bias) Y.rowwise() += Eigen::Map<const detail_linear::Vector<T>>(bias, out).transpose();
+                    T* y, GemmWorkspace<T>& ws) {
+  gemm<false, true>(N, out, in, x, in, weight, in, y, out, false, ws);
+  if (bias)
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t o = 0; o < out; ++o) y[n * out + o] += bias[o];
 }
 
 // Pass null for what is not wanted. dx is overwritten; grad_weight and grad_bias accumulate.
 template <typename T>
 void linear_backward(std::int64_t N, std::int64_t in, std::int64_t out, const T* x, const T* weight, const T* dy,
-                     T* dx, T* grad_weight, T* grad_bias) {
-  using M = detail_linear::Matrix<T>;
-  Eigen::Map<const M> dY(dy, N, out);
-  if (dx) Eigen::Map<M>(dx, N, in).noalias() = dY * Eigen::Map<const M>(weight, out, in);
-  if (grad_weight) Eigen::Map<M>(grad_weight, out, in).noalias() += dY.transpose() * Eigen::Map<const M>(x, N, in);
-  if (grad_bias) Eigen::Map<detail_linear::Vector<T>>(grad_bias, out) += dY.colwise().sum().transpose();
+                     T* dx, T* grad_weight, T* grad_bias, GemmWorkspace<T>& ws) {
+  if (dx) gemm<false, false>(N, in, out, dy, out, weight, in, dx, in, false, ws);
+  if (grad_weight) gemm<true, false>(out, in, N, dy, out, x, in, grad_weight, in, true, ws);
+  if (grad_bias)
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t o = 0; o < out; ++o) grad_bias[o] += dy[n * out + o];
 }
 
 }  // namespace kernels

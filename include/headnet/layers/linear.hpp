@@ -50,7 +50,7 @@ class Linear : public Layer<T> {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
     kernels::linear_forward<T>(x.size(0), in_features_, out_features_, x.data(), weight_.data(),
-                               has_bias_ ? bias_.data() : nullptr, output_.data());
+                               has_bias_ ? bias_.data() : nullptr, output_.data(), gemm_workspace_);
     return output_;
   }
 
@@ -63,7 +63,7 @@ class Linear : public Layer<T> {
       dx = grad_input_.data();
     }
     kernels::linear_backward<T>(input_.size(0), in_features_, out_features_, input_.data(), weight_.data(), dy.data(),
-                                dx, grad_weight_.data(), has_bias_ ? grad_bias_.data() : nullptr);
+                                dx, grad_weight_.data(), has_bias_ ? grad_bias_.data() : nullptr, gemm_workspace_);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -90,6 +90,7 @@ class Linear : public Layer<T> {
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> input_;  // handle to the forward input, for grad_weight
   Tensor<T> output_, grad_input_;
+  kernels::GemmWorkspace<T> gemm_workspace_;
 };
 
 }  // namespace headnet
