@@ -76,11 +76,11 @@ def pytorch_throughput(net, batch, threads):
 
 
 def headnet_layers(batch):
-    out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=(forward|backward_input|backward_weight)/.*/{batch}$",
+    out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=^(forward|backward_input|backward_weight)/.*/{batch}/",
                           "--benchmark_format=json", "--benchmark_min_time=0.2"], check=True, capture_output=True,
                          text=True).stdout
     peak = float(re.search(r"Measured fp32 FMA peak: ([0-9.]+) GFLOP/s", out).group(1))
-    data = json.loads(out[out.index("{"):])
+    data = json.loads(out[out.index("\n{") + 1:])
     result = {}
     for b in data["benchmarks"]:
         kind, name, _ = b["name"].split("/")[:3]
@@ -100,19 +100,42 @@ def main():
     a.add_argument("--repeats", type=int, default=3)
     a.add_argument("--quick", action="store_true", help="one round, fewer configurations")
     a.add_argument("--doc", default=os.path.join(root, "docs", "benchmarks.md"))
+    a.add_argument("--reuse-throughput", metavar="JSON",
+                   help="take the training-throughput samples from this file (written by an earlier run)")
     args = a.parse_args()
     repeats = 1 if args.quick else args.repeats
+    peak, layers = headnet_layers(32)
+    lines = [f"### Conv layers at batch 32, 2 threads (GFLOP/s; measured FMA peak {peak:.0f} GFLOP/s)", "",
+              "| layer | pass | headnet | % of peak | PyTorch (best of 1, 2 threads) | headnet / PyTorch |", "|---|---|---|---|---|---|"]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    for layer in LAYERS:
+        t = [pytorch_layer(layer, 32, th) for th in (1, 2)]
+        for kind in ("forward", "backward_input", "backward_weight"):
+            h = layers[(layer[0], kind)]
+            p = max(t[0][kind], t[1][kind])
+            lines.append(f"| {layer[0]} | {kind} | {h:.1f} | {100 * h / peak:.0f}% | {p:.1f} | {h / p:.2f}x |")
+    print("\n".join(lines[4:]), file=sys.stderr, flush=True)
+
     configs = [(n, b) for n in ("tutorial", "wide") for b in (4, 32, 128)]
     samples = {}
-    for r in range(repeats):
+    if args.reuse_throughput:
+        with open(args.reuse_throughput) as f:
+            for key, values in json.load(f).items():
+                who, net, batch, threads = key.split()
+                samples[(who, net, int(batch), int(threads))] = values
+        repeats = len(next(iter(samples.values())))
+    for r in range(0 if args.reuse_throughput else repeats):
         for net, batch in configs:
             for threads in (1, 2):
                 samples.setdefault(("headnet", net, batch, threads), []).append(headnet_throughput(net, batch, threads))
                 samples.setdefault(("pytorch", net, batch, threads), []).append(pytorch_throughput(net, batch, threads))
             print(f"round {r + 1}: {net} batch {batch} done", file=sys.stderr, flush=True)
     med = {k: statistics.median(v) for k, v in samples.items()}
+    os.makedirs(os.path.join(root, "runs"), exist_ok=True)
+    with open(os.path.join(root, "runs", "compare_pytorch_samples.json"), "w") as f:
+        json.dump({" ".join(map(str, k)): v for k, v in samples.items()}, f, indent=1)
 
-    lines = ["### Training throughput (images/s, forward + backward + SGD step, median of "
+    lines += ["", "### Training throughput (images/s, forward + backward + SGD step, median of "
              f"{repeats} rounds)", "",
              "| network | batch | headnet 1 thread | headnet 2 threads | PyTorch 1 thread | PyTorch 2 threads | "
              "headnet 2T / PyTorch best | headnet 2T / 1T |", "|---|---|---|---|---|---|---|---|"]
@@ -121,24 +144,15 @@ def main():
         p1, p2 = med[("pytorch", net, batch, 1)], med[("pytorch", net, batch, 2)]
         lines.append(f"| {net} | {batch} | {h1:.0f} | {h2:.0f} | {p1:.0f} | {p2:.0f} | **{h2 / max(p1, p2):.2f}x** | {h2 / h1:.2f}x |")
 
-    peak, layers = headnet_layers(32)
-    lines += ["", f"### Conv layers at batch 32, 2 threads (GFLOP/s; measured FMA peak {peak:.0f} GFLOP/s)", "",
-              "| layer | pass | headnet | % of peak | PyTorch (best of 1, 2 threads) | headnet / PyTorch |", "|---|---|---|---|---|---|"]
-    for layer in LAYERS:
-        t = [pytorch_layer(layer, 32, th) for th in (1, 2)]
-        for kind in ("forward", "backward_input", "backward_weight"):
-            h = layers[(layer[0], kind)]
-            p = max(t[0][kind], t[1][kind])
-            lines.append(f"| {layer[0]} | {kind} | {h:.1f} | {100 * h / peak:.0f}% | {p:.1f} | {h / p:.2f}x |")
-
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
     flags = re.search(r"Flags:\s*(.*)", cpu).group(1).split()
     simd = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "none of avx2/fma/avx512f"
-    import torch  # noqa: E402 (only for its version)
+    torch_version = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True).stdout.strip()
     lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py"
               f"{' --quick' if args.quick else ''}` on {model}, {os.cpu_count()} cores ({simd}), {platform.platform()}; "
-              f"headnet built with g++ `-O3 -march=native` (Release), PyTorch {torch.__version__} from Debian with "
+              f"headnet built with g++ `-O3 -march=native` (Release), PyTorch {torch_version} from Debian with "
               "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset."]
     table = "\n".join(lines)
     print(table)
