@@ -283,6 +283,7 @@ inline void train(const Recipe& recipe, const ImageSet& train_set, headnet::Sequ
       state.epoch_generator = loader.generator().state();
       loader.start_epoch();
       state.step = 0;
+      state.running_loss = 0;  // the loss lines cover one epoch's steps, as in the tutorial
     }
     positioned = false;
     while (loader.next(images, labels)) {
@@ -331,6 +332,7 @@ inline void train(const Recipe& recipe, const ImageSet& train_set, headnet::Sequ
       TrainState saved = state;
       saved.epoch += 1;
       saved.step = 0;
+      saved.running_loss = 0;
       saved.epoch_generator = loader.generator().state();
       saved.seconds += elapsed();
       save_checkpoint(checkpoints.path, recipe, net, sgd, saved);
