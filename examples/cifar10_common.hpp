@@ -252,7 +252,7 @@ inline void train(const Recipe& recipe, const ImageSet& train_set, headnet::Sequ
   headnet::CrossEntropyLoss<float> criterion;
   headnet::data::BatchLoader loader(train_set, recipe.batch, true, recipe.seed);
   if (state.epoch == 0 && state.step == 0) {
-    state.epoch_generator = headnet::Generator(recipe.seed).state();  // the constructor's shuffle
+    state.epoch_generator = headnet::data::BatchLoader::initial_generator(recipe.seed).state();  // the constructor's shuffle
   } else {
     loader.generator().set_state(state.epoch_generator);
     loader.start_epoch();

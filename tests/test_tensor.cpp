@@ -1,5 +1,6 @@
 // Tensor: shapes, views that share storage, deep copies, storage reuse and bounds checks.
 #include <catch2/catch.hpp>
+#include <algorithm>
 
 #include <headnet/headnet.hpp>
 
@@ -72,6 +73,19 @@ TEST_CASE("Generator: same seed, same sequence; shuffle is a permutation", "[ran
     (void)c.next();
   }
   CHECK(Generator(42).next() != Generator(43).next());
+  // The streams of one seed share no numbers: a data order drawn with seed s must not replay the
+  // numbers that drew the initial weights with seed s.
+  {
+    Generator weights(42), order(42, Generator::data_order), augmentation(42, Generator::augmentation);
+    CHECK(Generator(42, Generator::weights).next() == Generator(42).next());
+    std::vector<std::uint64_t> drawn;
+    for (int i = 0; i < 1000; ++i) drawn.push_back(weights.next());
+    std::sort(drawn.begin(), drawn.end());
+    for (int i = 0; i < 1000; ++i) {
+      CHECK_FALSE(std::binary_search(drawn.begin(), drawn.end(), order.next()));
+      CHECK_FALSE(std::binary_search(drawn.begin(), drawn.end(), augmentation.next()));
+    }
+  }
   std::vector<int> v(100);
   for (int i = 0; i < 100; ++i) v[std::size_t(i)] = i;
   Generator g(1);

@@ -17,10 +17,16 @@ class Generator {
  public:
   using State = std::array<std::uint64_t, 4>;
 
-  explicit Generator(std::uint64_t seed = 0) { this->seed(seed); }
+  // Named streams: what each consumer of one user seed draws from. Initial weights use stream 0
+  // (what manual_seed seeds); the data order must not reuse those numbers, or the first epoch's
+  // permutation would be a function of the initial weights.
+  enum Stream : std::uint64_t { weights = 0, data_order = 1, augmentation = 2, dropout = 3 };
 
-  void seed(std::uint64_t seed) {
-    std::uint64_t x = seed;
+  explicit Generator(std::uint64_t seed = 0, std::uint64_t stream = weights) { this->seed(seed, stream); }
+
+  void seed(std::uint64_t seed, std::uint64_t stream = weights) {
+    std::uint64_t s = stream;
+    std::uint64_t x = stream == weights ? seed : seed ^ splitmix64(s);
     for (auto& word : state_) word = splitmix64(x);
   }
 

@@ -145,7 +145,7 @@ class BatchLoader {
  public:
   BatchLoader(const ImageSet& set, int batch_size, bool shuffle, std::uint64_t seed,
               Normalization normalization = Normalization::tutorial())
-      : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(seed), order_(std::size_t(set.size())) {
+      : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(initial_generator(seed)), order_(std::size_t(set.size())) {
     detail::require_at_least("BatchLoader", "batch_size", batch_size, 1);
     for (int c = 0; c < 3; ++c)
       for (int v = 0; v < 256; ++v)
@@ -153,6 +153,10 @@ class BatchLoader {
             (float(v) / 255.0f - normalization.mean[std::size_t(c)]) / normalization.std[std::size_t(c)];
     start_epoch();
   }
+
+  // The generator a loader built with `seed` starts from (before its first shuffle): the data-order
+  // stream of that seed, independent of the initial weights drawn with the same seed.
+  static Generator initial_generator(std::uint64_t seed) { return Generator(seed, Generator::data_order); }
 
   // Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
   void start_epoch() {
