@@ -10,6 +10,8 @@
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
+// --algorithm=automatic|im2col_gemm|direct picks the convolution path (default: automatic, what
+// Conv2d uses), to compare the two on each shape.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -72,6 +74,8 @@ double fma_peak() {
   return peak;
 }
 
+kernels::ConvAlgorithm algorithm = kernels::ConvAlgorithm::automatic;
+
 struct ConvShape {
   const char* name;
   int c_in, c_out, k, padding, h;
@@ -125,7 +129,7 @@ void BM_im2col(benchmark::State& state, ConvShape s) {
 void BM_forward(benchmark::State& state, ConvShape s) {
   Fixture f(s, int(state.range(0)));
   for (auto _ : state) {
-    kernels::conv2d_forward(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.b.data(), f.y.data(), f.ws);
+    kernels::conv2d_forward(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.b.data(), f.y.data(), f.ws, algorithm);
     benchmark::ClobberMemory();
   }
   report(state, f.flops());
@@ -135,7 +139,7 @@ void BM_backward_input(benchmark::State& state, ConvShape s) {
   Fixture f(s, int(state.range(0)));
   for (auto _ : state) {
     kernels::conv2d_backward<float>(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.dy.data(), f.dx.data(), nullptr, nullptr,
-                                    f.ws);
+                                    f.ws, algorithm);
     benchmark::ClobberMemory();
   }
   report(state, f.flops());
@@ -145,7 +149,7 @@ void BM_backward_weight(benchmark::State& state, ConvShape s) {
   Fixture f(s, int(state.range(0)));
   for (auto _ : state) {
     kernels::conv2d_backward<float>(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.dy.data(), nullptr, f.dw.data(),
-                                    f.db.data(), f.ws);
+                                    f.db.data(), f.ws, algorithm);
     benchmark::ClobberMemory();
   }
   report(state, f.flops());
@@ -198,6 +202,24 @@ const int registered = [] {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Our own flag, removed before Google Benchmark sees the rest.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--algorithm=", 0) == 0) {
+      const std::string name = arg.substr(12);
+      if (name == "automatic") algorithm = kernels::ConvAlgorithm::automatic;
+      else if (name == "im2col_gemm") algorithm = kernels::ConvAlgorithm::im2col_gemm;
+      else if (name == "direct") algorithm = kernels::ConvAlgorithm::direct;
+      else {
+        std::fprintf(stderr, "--algorithm must be automatic, im2col_gemm or direct, not '%s'\n", name.c_str());
+        return 1;
+      }
+      continue;
+    }
+    argv[kept++] = argv[i];
+  }
+  argc = kept;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   fma_peak();

@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches{4, 32, 128}, thread_counts{1, 2};
   int steps = 0, warmup = 0, repeats = 5;
   double seconds = 0.5;
-  std::string json_path;
+  std::string json_path, algorithm_name = "automatic";
   app.add_option("--nets", nets, "tutorial (conv1 6) and/or wide (conv1 128)")->capture_default_str();
   app.add_option("--batch", batches, "Batch sizes")->capture_default_str();
   app.add_option("--threads", thread_counts, "Thread counts")->capture_default_str();
@@ -30,9 +30,15 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Warm-up steps (0: as many as one timed run)")->capture_default_str();
   app.add_option("--repeats", repeats, "Timed runs; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   app.add_option("--json", json_path, "Also write the results to this JSON file");
+  app.add_option("--algorithm", algorithm_name, "Convolution path: automatic, im2col_gemm or direct")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"automatic", "im2col_gemm", "direct"}));
   CLI11_PARSE(app, argc, argv);
 
   using namespace headnet;
+  const kernels::ConvAlgorithm algorithm = algorithm_name == "direct"        ? kernels::ConvAlgorithm::direct
+                                           : algorithm_name == "im2col_gemm" ? kernels::ConvAlgorithm::im2col_gemm
+                                                                             : kernels::ConvAlgorithm::automatic;
   nlohmann::json results = nlohmann::json::array();
   std::printf("%-9s %6s %8s %14s %14s %14s\n", "network", "batch", "threads", "median img/s", "min img/s", "max img/s");
   for (const auto& name : nets) {
@@ -45,6 +51,8 @@ int main(int argc, char** argv) {
         set_num_threads(threads);
         manual_seed(0);
         auto net = models::tutorial_net<float>(name == "wide" ? 128 : 6, 16);
+        for (std::size_t i = 0; i < net.size(); ++i)
+          if (auto* conv = dynamic_cast<Conv2d<float>*>(&net[i])) conv->set_algorithm(algorithm);
         SGD<float> sgd(net.parameters(), SGDOptions(0.001).momentum(0.9));
         CrossEntropyLoss<float> criterion;
         Generator gen(1);

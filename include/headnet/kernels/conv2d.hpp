@@ -19,16 +19,22 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
 
 #include "headnet/core/parallel.hpp"
+#include "headnet/kernels/conv2d_direct.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
 
 namespace headnet {
 namespace kernels {
+
+// How a convolution is computed. automatic picks, per layer shape, what measured faster on the
+// benchmarks (benchmarks/conv_kernels.cpp); the others force one path (tests check both).
+enum class ConvAlgorithm { automatic, im2col_gemm, direct };
 
 template <typename T>
 class Conv2dWorkspace {
@@ -42,18 +48,35 @@ class Conv2dWorkspace {
   T* partial_weight(int thread, std::int64_t n) {
     return grow(per_thread_[std::size_t(thread)].partial_weight, n);
   }
+  // 64-byte aligned, so that the direct kernels' vector loads of rows do not split cache lines.
+  T* padded(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].padded, n); }
+  T* extended(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].extended, n); }
   GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
+  // Shared by all threads, filled before a parallel region: packed weights and tap offsets.
+  T* packed_weight(std::int64_t n) { return grow(packed_weight_, n); }
+  std::int64_t* offsets(int which, std::int64_t n) {
+    auto& v = offsets_[std::size_t(which)];
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
 
  private:
   struct Buffers {
-    std::vector<T> columns, gathered, partial_weight;
+    std::vector<T> columns, gathered, partial_weight, padded, extended;
     GemmWorkspace<T> gemm;
   };
   static T* grow(std::vector<T>& v, std::int64_t n) {
     if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
     return v.data();
   }
+  static T* aligned(std::vector<T>& v, std::int64_t n) {
+    T* p = grow(v, n + std::int64_t(64 / sizeof(T)));
+    auto address = reinterpret_cast<std::uintptr_t>(p);
+    return reinterpret_cast<T*>((address + 63) & ~std::uintptr_t(63));
+  }
   std::vector<Buffers> per_thread_;
+  std::vector<T> packed_weight_;
+  std::vector<std::int64_t> offsets_[2];
 };
 
 namespace detail {
@@ -68,6 +91,11 @@ int images_per_gemm(const ConvGeometry& g, int images) {
   std::int64_t b = bytes_per_image > 0 ? budget / bytes_per_image : images;
   return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(b, images)));
 }
+
+// The automatic choice between the direct kernels and im2col + GEMM, where both can run.
+// Measured with `headnet-conv-kernels --algorithm=...` at batch 32 on one thread (docs/benchmarks.md):
+// the direct kernels were faster on every layer benchmarked, by 2-5x on the tutorial's layers.
+inline bool prefer_direct(const ConvGeometry&, int) { return true; }
 
 // Runs body(thread, first_image, end_image) on one contiguous range of images per thread.
 template <typename Body>
@@ -87,12 +115,125 @@ int for_each_image_range(int images, Body&& body) {
   return threads;
 }
 
+// Whether `algorithm` resolves to the direct kernels for this layer.
+template <typename T>
+bool use_direct(const ConvGeometry& g, int C_out, ConvAlgorithm algorithm) {
+  if (!direct_conv_supported<T>(g, C_out)) return false;
+  if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct;
+  return prefer_direct(g, C_out);
+}
+
 }  // namespace detail
+
+#if HEADNET_HAVE_DIRECT_CONV
+namespace direct {
+
+inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
+                           const float* bias, float* y, Conv2dWorkspace<float>& ws) {
+  const int K = g.kernel_size;
+  const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const std::int64_t R = g.patch_size(), L = extended_length(in, K), out_image = C_out * g.out_pixels();
+  const int blocks = (C_out + forward_channels - 1) / forward_channels;
+  float* packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R);
+  pack_forward_weights(weight, C_out, R, packed);
+  std::int64_t* offsets = ws.offsets(0, R);
+  tap_offsets(in, K, offsets);
+  ws.prepare(std::min(num_threads(), std::max(N, 1)));
+  detail::for_each_image_range(N, [&](int t, int begin, int end) {
+    float* y_ext = ws.extended(t, forward_channels * L);
+    float* xp = g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr;
+    for (int n = begin; n < end; ++n) {
+      const float* image = x + std::int64_t(n) * g.image_size();
+      if (xp) pad_image(image, g.channels, g.height, g.width, g.padding, xp);
+      forward_image(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, y_ext);
+    }
+  });
+}
+
+inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
+                            const float* dy, float* dx, float* grad_weight, float* grad_bias,
+                            Conv2dWorkspace<float>& ws) {
+  const int K = g.kernel_size, C = g.channels;
+  const PaddedGeometry in{C, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const int q = K - 1 - g.padding;  // dy's padding for the input gradient
+  const PaddedGeometry grad{C_out, g.out_height() + 2 * q, g.out_width() + 2 * q};
+  const std::int64_t R = g.patch_size(), R_grad = std::int64_t(C_out) * K * K;
+  const std::int64_t Ln = round_up(extended_length(in, K), 8), L_grad = extended_length(grad, K);
+  const std::int64_t out_image = C_out * g.out_pixels(), weight_size = C_out * R;
+  std::int64_t* offsets = ws.offsets(0, R);
+  tap_offsets(in, K, offsets);
+  std::int64_t* grad_offsets = ws.offsets(1, R_grad);
+  float* flipped = nullptr;
+  if (dx) {
+    tap_offsets(grad, K, grad_offsets);
+    const int blocks = (C + forward_channels - 1) / forward_channels;
+    flipped = ws.packed_weight(std::int64_t(blocks) * forward_channels * R_grad);
+    pack_flipped_weights(weight, C_out, C, K, flipped);
+  }
+  ws.prepare(std::min(num_threads(), std::max(N, 1)));
+  const int threads = detail::for_each_image_range(N, [&](int t, int begin, int end) {
+    // Thread 0 accumulates into the caller's buffers, the others into partial sums (as in the
+    // im2col path).
+    float* gw = nullptr;
+    float* gb = nullptr;
+    if (grad_weight) {
+      if (t == 0) {
+        gw = grad_weight;
+        gb = grad_bias;
+      } else {
+        gw = ws.partial_weight(t, weight_size + C_out);
+        std::fill(gw, gw + weight_size + C_out, 0.0f);
+        gb = grad_bias ? gw + weight_size : nullptr;
+      }
+    }
+    if (gw) {
+      // Groups of images whose padded inputs and extended dy fit in about 256 KiB (L2), so that
+      // each tile sums a whole group in registers while the group stays in cache.
+      const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = C_out * Ln;
+      const int group = int(std::max<std::int64_t>(1, (std::int64_t(256) << 10) / (4 * (xp_stride + dy_stride))));
+      float* xp = ws.padded(t, std::min(group, end - begin) * xp_stride);
+      float* dy_ext = ws.extended(t, std::min(group, end - begin) * dy_stride);
+      for (int n0 = begin; n0 < end; n0 += group) {
+        const int images = std::min(group, end - n0);
+        for (int i = 0; i < images; ++i) {
+          pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding, xp + i * xp_stride);
+          extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride, gb);
+        }
+        weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
+      }
+    }
+    if (dx) {
+      float* dyp = ws.columns(t, grad.size() + slack);
+      float* y_ext = ws.gathered(t, forward_channels * L_grad);
+      for (int n = begin; n < end; ++n) {
+        pad_image(dy + n * out_image, C_out, g.out_height(), g.out_width(), q, dyp);
+        forward_image(grad, K, C, dyp, flipped, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(), y_ext);
+      }
+    }
+  });
+  if (grad_weight) {
+    for (int t = 1; t < threads; ++t) {
+      const float* partial = ws.partial_weight(t, weight_size + C_out);
+      for (std::int64_t i = 0; i < weight_size; ++i) grad_weight[i] += partial[i];
+      if (grad_bias)
+        for (int co = 0; co < C_out; ++co) grad_bias[co] += partial[weight_size + co];
+    }
+  }
+}
+
+}  // namespace direct
+#endif
 
 // y = conv(x, weight) + bias. bias may be null.
 template <typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
-                    Conv2dWorkspace<T>& ws) {
+                    Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
+#if HEADNET_HAVE_DIRECT_CONV
+  if constexpr (std::is_same<T, float>::value) {
+    if (detail::use_direct<T>(g, C_out, algorithm)) return direct::conv2d_forward(g, N, C_out, x, weight, bias, y, ws);
+  }
+#endif
+  (void)algorithm;
   const std::int64_t P = g.out_pixels(), R = g.patch_size(), image = g.image_size(), out_image = C_out * P;
   const int B = detail::images_per_gemm<T>(g, N);
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
@@ -131,7 +272,15 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
 //   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
 template <typename T>
 void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* dy, T* dx,
-                     T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws) {
+                     T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
+                     ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
+#if HEADNET_HAVE_DIRECT_CONV
+  if constexpr (std::is_same<T, float>::value) {
+    if (detail::use_direct<T>(g, C_out, algorithm))
+      return direct::conv2d_backward(g, N, C_out, x, weight, dy, dx, grad_weight, grad_bias, ws);
+  }
+#endif
+  (void)algorithm;
   const std::int64_t P = g.out_pixels(), R = g.patch_size(), image = g.image_size(), out_image = C_out * P;
   const int B = detail::images_per_gemm<T>(g, N);
   const std::int64_t weight_size = C_out * R;

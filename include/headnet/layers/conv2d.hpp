@@ -2,7 +2,8 @@
 //
 // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), H_out = (H + 2*padding - K) / stride + 1.
 // weight: (C_out, C_in, K, K), bias: (C_out), laid out as PyTorch's so that weights move between
-// the two unchanged. The arithmetic (im2col + GEMM) is in kernels/conv2d.hpp.
+// the two unchanged. The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and
+// kernels/conv2d_direct.hpp (stride-1 direct kernels); set_algorithm forces one of them.
 #pragma once
 
 #include <string>
@@ -65,7 +66,7 @@ class Conv2d : public Layer<T> {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
     kernels::conv2d_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
-                            weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_);
+                            weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_, algorithm_);
     return output_;
   }
 
@@ -79,7 +80,7 @@ class Conv2d : public Layer<T> {
     }
     kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
                              input_.data(), weight_.data(), dy.data(), dx, grad_weight_.data(),
-                             has_bias_ ? grad_bias_.data() : nullptr, workspace_);
+                             has_bias_ ? grad_bias_.data() : nullptr, workspace_, algorithm_);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -103,6 +104,10 @@ class Conv2d : public Layer<T> {
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
+  kernels::ConvAlgorithm algorithm() const { return algorithm_; }
+  // automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
+  // im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
+  void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
 
  private:
   kernels::ConvGeometry geometry(const Shape& x) const {
@@ -118,6 +123,7 @@ class Conv2d : public Layer<T> {
 
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   bool has_bias_;
+  kernels::ConvAlgorithm algorithm_ = kernels::ConvAlgorithm::automatic;
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
   Tensor<T> output_, grad_input_;

@@ -1,0 +1,298 @@
+// headnet/kernels/conv2d_direct.hpp: stride-1 convolution without im2col, in AVX2 registers.
+//
+// im2col + GEMM is a poor fit for layers with few channels: the tutorial's conv1 (3 -> 6, 5x5)
+// unfolds each 12 KB image into 235 KB of columns, twice per step, and then hands the GEMM a matrix
+// only 6 rows tall, which its 24x4 register tile cannot fill. Here the input is read in place.
+//
+// The trick that makes it a plain loop: index the output on the input's (padded) row width Wp,
+// p = oh*Wp + ow, instead of on W_out. Then the input value under kernel tap t = (c, kh, kw) for
+// output p is at xp[offset(t) + p] with offset(t) = c*Hp*Wp + kh*Wp + kw, for every p, so
+//   forward          y_ext[co][p]  = sum_t  weight[co][t] * xp[offset(t) + p]
+//   weight gradient  dW[co][t]    += sum_p  dy_ext[co][p] * xp[offset(t) + p]
+// over p in [0, L), L = (H_out - 1)*Wp + W_out. The K-1 positions at the end of each row (ow >=
+// W_out) are not output pixels: the forward computes and drops them, the weight gradient sets their
+// dy to 0. The input gradient is the forward applied to dy zero-padded by K-1-padding with the
+// kernel flipped and its channel axes swapped (the "full" convolution).
+//
+// Register tiles: the forward keeps 6 output channels x 16 pixels (12 ymm accumulators) and per tap
+// loads 2 input vectors and broadcasts 6 weights; the weight gradient keeps 3 output channels x 4
+// taps x 8 pixels (12 accumulators) and per 8 pixels loads 3 dy and 4 input vectors.
+//
+// Only for float on a CPU with AVX2 and FMA (compile with -march=native or -mavx2 -mfma), stride 1;
+// direct_conv_supported says when, and kernels/conv2d.hpp falls back to im2col + GEMM otherwise.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define HEADNET_HAVE_DIRECT_CONV 1
+#else
+#define HEADNET_HAVE_DIRECT_CONV 0
+#endif
+
+#include "headnet/kernels/im2col.hpp"
+
+namespace headnet {
+namespace kernels {
+namespace direct {
+
+constexpr int forward_channels = 6;  // output channels per forward register tile
+constexpr int forward_pixels = 16;   // pixels per forward register tile (two 8-float vectors)
+constexpr int grad_channels = 2;     // output channels per weight-gradient tile
+constexpr int grad_taps = 6;         // kernel taps per weight-gradient tile
+constexpr int slack = 8;             // zeros after a padded image: the last 8-float load may overrun
+
+// An image (channels, height, width) zero-padded by `pad` on each side.
+struct PaddedGeometry {
+  int channels, height, width;  // after padding
+  std::int64_t plane() const { return std::int64_t(height) * width; }
+  std::int64_t size() const { return channels * plane(); }
+};
+
+// Length of the extended output (see the top of the file) of a K x K stride-1 convolution.
+inline std::int64_t extended_length(const PaddedGeometry& in, int K) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  return std::int64_t(H_out - 1) * in.width + W_out;
+}
+
+inline std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
+
+// offsets[t] = c*Hp*Wp + kh*Wp + kw for tap t = (c*K + kh)*K + kw.
+inline void tap_offsets(const PaddedGeometry& in, int K, std::int64_t* offsets) {
+  std::int64_t t = 0;
+  for (int c = 0; c < in.channels; ++c)
+    for (int kh = 0; kh < K; ++kh)
+      for (int kw = 0; kw < K; ++kw) offsets[t++] = c * in.plane() + std::int64_t(kh) * in.width + kw;
+}
+
+// Copies x (C, H, W) into xp (C, H + 2 pad, W + 2 pad) with zeros around, then `slack` zeros.
+template <typename T>
+void pad_image(const T* x, int C, int H, int W, int pad, T* xp) {
+  const int Hp = H + 2 * pad, Wp = W + 2 * pad;
+  if (pad == 0) {
+    std::memcpy(xp, x, sizeof(T) * std::size_t(C) * std::size_t(H) * std::size_t(W));
+  } else {
+    std::fill(xp, xp + std::int64_t(C) * Hp * Wp, T(0));
+    for (int c = 0; c < C; ++c)
+      for (int h = 0; h < H; ++h)
+        std::memcpy(xp + (std::int64_t(c) * Hp + h + pad) * Wp + pad, x + (std::int64_t(c) * H + h) * W,
+                    sizeof(T) * std::size_t(W));
+  }
+  std::fill(xp + std::int64_t(C) * Hp * Wp, xp + std::int64_t(C) * Hp * Wp + slack, T(0));
+}
+
+// Forward weights in tile order: for each block of 6 output channels, for each tap, the 6 weights
+// (zeros past the last channel). weight is (C_out, R) row-major.
+inline void pack_forward_weights(const float* weight, int C_out, std::int64_t R, float* packed) {
+  for (int co0 = 0; co0 < C_out; co0 += forward_channels)
+    for (std::int64_t t = 0; t < R; ++t)
+      for (int j = 0; j < forward_channels; ++j)
+        *packed++ = co0 + j < C_out ? weight[(co0 + j) * R + t] : 0.0f;
+}
+
+// The same for the input gradient's kernel: output channel c, tap (co, kh, kw) holds
+// weight[co][c][K-1-kh][K-1-kw].
+inline void pack_flipped_weights(const float* weight, int C_out, int C, int K, float* packed) {
+  const std::int64_t KK = std::int64_t(K) * K;
+  for (int c0 = 0; c0 < C; c0 += forward_channels)
+    for (int co = 0; co < C_out; ++co)
+      for (int kh = 0; kh < K; ++kh)
+        for (int kw = 0; kw < K; ++kw)
+          for (int j = 0; j < forward_channels; ++j)
+            *packed++ = c0 + j < C ? weight[(std::int64_t(co) * C + c0 + j) * KK + (K - 1 - kh) * K + (K - 1 - kw)]
+                                   : 0.0f;
+}
+
+#if HEADNET_HAVE_DIRECT_CONV
+
+// The accumulators are named variables, not an array: g++ 12 keeps an array of __m256 on the
+// stack and stores it back on every iteration, which halved the speed.
+#define HEADNET_FOR_CHANNELS(M) M(0) M(1) M(2) M(3) M(4) M(5)
+
+// y_ext[j][p0, p0 + 16) for the CB output channels of one block; `w` is that block's packed weights.
+template <int CB>
+inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
+                         std::int64_t p0, float* y_ext, std::int64_t ld) {
+#define HEADNET_DECLARE(j) __m256 acc##j##0 = _mm256_setzero_ps(), acc##j##1 = _mm256_setzero_ps();
+  HEADNET_FOR_CHANNELS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (std::int64_t t = 0; t < R; ++t, w += forward_channels) {
+    const float* src = xp + offsets[t] + p0;
+    const __m256 x0 = _mm256_loadu_ps(src), x1 = _mm256_loadu_ps(src + 8);
+#define HEADNET_FMA(j)                                  \
+  if constexpr (CB > j) {                               \
+    const __m256 wj = _mm256_broadcast_ss(w + j);       \
+    acc##j##0 = _mm256_fmadd_ps(wj, x0, acc##j##0);     \
+    acc##j##1 = _mm256_fmadd_ps(wj, x1, acc##j##1);     \
+  }
+    HEADNET_FOR_CHANNELS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_STORE(j)                                \
+  if constexpr (CB > j) {                               \
+    _mm256_storeu_ps(y_ext + j * ld + p0, acc##j##0);   \
+    _mm256_storeu_ps(y_ext + j * ld + p0 + 8, acc##j##1); \
+  }
+  HEADNET_FOR_CHANNELS(HEADNET_STORE)
+#undef HEADNET_STORE
+}
+#undef HEADNET_FOR_CHANNELS
+
+// y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image.
+// y_ext: scratch of forward_channels * extended_length floats.
+inline void forward_image(const PaddedGeometry& in, int K, int C_out, const float* xp, const float* packed,
+                          const std::int64_t* offsets, const float* bias, float* y, float* y_ext) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t R = in.channels * std::int64_t(K) * K, L = extended_length(in, K);
+  for (int co0 = 0; co0 < C_out; co0 += forward_channels, packed += R * forward_channels) {
+    const int cb = std::min(forward_channels, C_out - co0);
+    // The last tile is moved back to end at L: it recomputes a few pixels instead of overrunning.
+    for (std::int64_t p = 0; p < L; p += forward_pixels) {
+      const std::int64_t p0 = std::min(p, L - forward_pixels);
+      switch (cb) {
+        case 1: forward_tile<1>(xp, offsets, R, packed, p0, y_ext, L); break;
+        case 2: forward_tile<2>(xp, offsets, R, packed, p0, y_ext, L); break;
+        case 3: forward_tile<3>(xp, offsets, R, packed, p0, y_ext, L); break;
+        case 4: forward_tile<4>(xp, offsets, R, packed, p0, y_ext, L); break;
+        case 5: forward_tile<5>(xp, offsets, R, packed, p0, y_ext, L); break;
+        default: forward_tile<6>(xp, offsets, R, packed, p0, y_ext, L); break;
+      }
+    }
+    for (int j = 0; j < cb; ++j) {
+      const float b = bias ? bias[co0 + j] : 0.0f;
+      float* out = y + std::int64_t(co0 + j) * H_out * W_out;
+      for (int oh = 0; oh < H_out; ++oh) {
+        const float* src = y_ext + j * L + std::int64_t(oh) * in.width;
+        for (int ow = 0; ow < W_out; ++ow) out[std::int64_t(oh) * W_out + ow] = src[ow] + b;
+      }
+    }
+  }
+}
+
+inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// grad[a][b] += sum_i sum_p dy_ext_i[a][p] * xp_i[offsets[b] + p], for A <= 2 channels, B <= 6
+// taps and the `images` images i whose padded inputs are xp_stride apart and whose dy_ext are
+// dy_stride apart: summing several images in registers before the horizontal sums matters for
+// small layers, where a tile is only a few vectors long. grad points at the block's first channel
+// and tap, rows R apart; Ln is a multiple of 8. Named accumulators again (see forward_tile).
+template <int A, int B>
+inline void weight_tile(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets, const float* dy_ext,
+                        std::int64_t dy_stride, std::int64_t Ln, int images, float* grad, std::int64_t R) {
+  static_assert(A >= 1 && A <= 2 && B >= 1 && B <= 6, "tile size");
+#define HEADNET_FOR_TAPS(M, a) M(a, 0) M(a, 1) M(a, 2) M(a, 3) M(a, 4) M(a, 5)
+#define HEADNET_FOR_TILE(M) HEADNET_FOR_TAPS(M, 0) HEADNET_FOR_TAPS(M, 1)
+#define HEADNET_DECLARE(a, b) __m256 acc##a##b = _mm256_setzero_ps();
+  HEADNET_FOR_TILE(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int i = 0; i < images; ++i, xp += xp_stride, dy_ext += dy_stride) {
+#define HEADNET_SOURCE(b) const float* src##b = xp + offsets[B > b ? b : 0];
+    HEADNET_SOURCE(0) HEADNET_SOURCE(1) HEADNET_SOURCE(2) HEADNET_SOURCE(3) HEADNET_SOURCE(4) HEADNET_SOURCE(5)
+#undef HEADNET_SOURCE
+    const float* dy0 = dy_ext;
+    const float* dy1 = dy_ext + (A > 1 ? Ln : 0);
+    for (std::int64_t p = 0; p < Ln; p += 8) {
+      const __m256 d0 = _mm256_load_ps(dy0 + p);
+      const __m256 d1 = A > 1 ? _mm256_load_ps(dy1 + p) : d0;
+#define HEADNET_FMA(a, b) \
+  if constexpr (A > a) acc##a##b = _mm256_fmadd_ps(d##a, x##b, acc##a##b);
+#define HEADNET_TAP(b)                                \
+  if constexpr (B > b) {                              \
+    const __m256 x##b = _mm256_loadu_ps(src##b + p);  \
+    HEADNET_FMA(0, b) HEADNET_FMA(1, b)               \
+  }
+      HEADNET_TAP(0) HEADNET_TAP(1) HEADNET_TAP(2) HEADNET_TAP(3) HEADNET_TAP(4) HEADNET_TAP(5)
+#undef HEADNET_TAP
+#undef HEADNET_FMA
+    }
+  }
+#define HEADNET_REDUCE(a, b) \
+  if constexpr (A > a && B > b) grad[a * R + b] += horizontal_sum(acc##a##b);
+  HEADNET_FOR_TILE(HEADNET_REDUCE)
+#undef HEADNET_REDUCE
+#undef HEADNET_FOR_TILE
+#undef HEADNET_FOR_TAPS
+}
+
+template <int A>
+inline void weight_tiles_for_channels(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                      std::int64_t R, const float* dy_ext, std::int64_t dy_stride, std::int64_t Ln,
+                                      int images, float* grad) {
+  std::int64_t t = 0;
+  for (; t + grad_taps <= R; t += grad_taps)
+    weight_tile<A, grad_taps>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R);
+  switch (R - t) {
+    case 1: weight_tile<A, 1>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R); break;
+    case 2: weight_tile<A, 2>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R); break;
+    case 3: weight_tile<A, 3>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R); break;
+    case 4: weight_tile<A, 4>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R); break;
+    case 5: weight_tile<A, 5>(xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images, grad + t, R); break;
+    default: break;
+  }
+}
+
+// dy (C_out, H_out, W_out) -> dy_ext (C_out, Ln): each output row at its extended position, zeros
+// in the K-1 columns past each row and up to Ln. Adds rowsum(dy) to grad_bias when given.
+inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const float* dy, float* dy_ext,
+                               float* grad_bias) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t Ln = round_up(extended_length(in, K), 8);
+  for (int co = 0; co < C_out; ++co) {
+    float* row = dy_ext + co * Ln;
+    std::fill(row, row + Ln, 0.0f);
+    float sum = 0;
+    for (int oh = 0; oh < H_out; ++oh) {
+      const float* src = dy + (std::int64_t(co) * H_out + oh) * W_out;
+      float* dst = row + std::int64_t(oh) * in.width;
+      for (int ow = 0; ow < W_out; ++ow) {
+        dst[ow] = src[ow];
+        sum += src[ow];
+      }
+    }
+    if (grad_bias) grad_bias[co] += sum;
+  }
+}
+
+// grad_weight (C_out, R) += sum over `images` images of dy_ext (x) xp (see weight_tile for the
+// strides). xp must have `slack` zeros after each image.
+inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const float* xp, std::int64_t xp_stride,
+                            const float* dy_ext, std::int64_t dy_stride, int images, const std::int64_t* offsets,
+                            float* grad_weight) {
+  const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = round_up(extended_length(in, K), 8);
+  int co = 0;
+  for (; co + grad_channels <= C_out; co += grad_channels)
+    weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
+                                             grad_weight + co * R);
+  if (C_out - co == 1)
+    weight_tiles_for_channels<1>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
+                                 grad_weight + co * R);
+}
+
+#endif  // HEADNET_HAVE_DIRECT_CONV
+
+}  // namespace direct
+
+// Whether the direct kernels can run this convolution (else im2col + GEMM is used).
+template <typename T>
+bool direct_conv_supported(const ConvGeometry& g, int C_out) {
+  if (!HEADNET_HAVE_DIRECT_CONV || !std::is_same<T, float>::value) return false;
+  if (g.stride != 1 || g.padding > g.kernel_size - 1 || C_out < 1) return false;
+  // Both the forward (input width W + 2 padding) and the input gradient (output H x W from dy
+  // padded to width W + K - 1) need at least one 16-pixel tile.
+  const direct::PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const direct::PaddedGeometry grad{C_out, g.height + g.kernel_size - 1, g.width + g.kernel_size - 1};
+  return direct::extended_length(in, g.kernel_size) >= direct::forward_pixels &&
+         direct::extended_length(grad, g.kernel_size) >= direct::forward_pixels;
+}
+
+}  // namespace kernels
+}  // namespace headnet

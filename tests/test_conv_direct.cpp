@@ -1,0 +1,150 @@
+// The direct (im2col-free, AVX2) convolution kernels of kernels/conv2d_direct.hpp.
+//
+// They exist for float only, so the double-precision gradient table of test_gradients.cpp, which
+// runs the im2col path, does not reach them. Here, in float, on shapes chosen to hit every tile
+// remainder (output channels mod 6 and mod 3, kernel taps mod 4, widths that are not multiples of
+// 8 or 16), with padding, odd sizes, batch > 1 and 1 or 2 threads:
+//   - the forward against the seven-loop definition (conv2d_forward_reference);
+//   - the input, weight and bias gradients against central finite differences of
+//     L = sum(r * conv(x)) computed in double with that same definition (L is linear in x and in
+//     the weights, so the differences are exact up to double rounding);
+//   - the same gradients against the im2col + GEMM path.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include <headnet/headnet.hpp>
+
+using namespace headnet;
+
+#if HEADNET_HAVE_DIRECT_CONV
+
+namespace {
+
+struct DirectRow {
+  int c_in, c_out, k, p, n, h, w;
+};
+
+// L = sum(r * conv(x, weight) + r * bias) in double, from float parameters.
+double loss_in_double(const kernels::ConvGeometry& g, int N, int C_out, const std::vector<double>& x,
+                      const std::vector<double>& weight, const std::vector<double>& bias,
+                      const std::vector<double>& r) {
+  std::vector<double> y(r.size());
+  kernels::conv2d_forward_reference(g, N, C_out, x.data(), weight.data(), bias.data(), y.data());
+  double sum = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) sum += r[i] * y[i];
+  return sum;
+}
+
+double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+  double diff = 0, na = 0, nb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  const double scale = std::sqrt(std::max(na, nb));
+  REQUIRE(scale > 0);  // an all-zero gradient on both sides would hide a backward that does nothing
+  return std::sqrt(diff) / scale;
+}
+
+template <typename V>
+std::vector<double> to_double(const V& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+}  // namespace
+
+TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path agree", "[conv2d][direct]") {
+  const DirectRow table[] = {
+      // c_in c_out K  P  N   H   W
+      {3, 6, 5, 0, 2, 12, 12},  // the tutorial's conv1 shape, smaller image
+      {6, 16, 5, 0, 3, 14, 14},  // the tutorial's conv2
+      {1, 1, 3, 1, 1, 6, 5},     // one channel, odd width, padding
+      {2, 5, 3, 2, 2, 7, 9},     // padding K-1
+      {3, 7, 5, 1, 3, 9, 11},    // 7 = 6 + 1 output channels
+      {4, 13, 3, 0, 2, 10, 8},   // 13 = 2*6 + 1 and 4*3 + 1
+      {5, 2, 1, 0, 4, 5, 7},     // 1x1 kernel, 5 taps = 4 + 1
+      {2, 4, 4, 1, 2, 8, 8},     // even kernel
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& row : table) {
+      const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, 1, row.p};
+      std::ostringstream what;
+      what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on ("
+           << row.n << ", " << row.c_in << ", " << row.h << ", " << row.w << "), " << threads << " threads";
+      INFO(what.str());
+      REQUIRE(kernels::direct_conv_supported<float>(g, row.c_out));
+
+      Generator gen(std::uint64_t(row.c_in * 100 + row.c_out * 10 + row.k));
+      const std::int64_t x_size = row.n * g.image_size(), w_size = row.c_out * g.patch_size();
+      const std::int64_t y_size = std::int64_t(row.n) * row.c_out * g.out_pixels();
+      std::vector<float> x(static_cast<std::size_t>(x_size)), weight(static_cast<std::size_t>(w_size)), bias(static_cast<std::size_t>(row.c_out)),
+          r(static_cast<std::size_t>(y_size));
+      for (auto* v : {&x, &weight, &bias, &r})
+        for (float& e : *v) e = float(gen.uniform(-1, 1));
+
+      // Forward against the definition.
+      kernels::Conv2dWorkspace<float> ws;
+      std::vector<float> y(static_cast<std::size_t>(y_size));
+      kernels::conv2d_forward(g, row.n, row.c_out, x.data(), weight.data(), bias.data(), y.data(), ws,
+                              kernels::ConvAlgorithm::direct);
+      std::vector<double> expected(static_cast<std::size_t>(y_size));
+      const auto xd = to_double(x), wd = to_double(weight), bd = to_double(bias), rd = to_double(r);
+      kernels::conv2d_forward_reference(g, row.n, row.c_out, xd.data(), wd.data(), bd.data(), expected.data());
+      CHECK(relative_error(to_double(y), expected) < 1e-6);
+
+      // Backward with dy = r, so that the gradients are those of L = sum(r * y).
+      std::vector<float> dx(static_cast<std::size_t>(x_size)), gw(static_cast<std::size_t>(w_size), 0.f), gb(static_cast<std::size_t>(row.c_out), 0.f);
+      kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), r.data(), dx.data(), gw.data(), gb.data(),
+                               ws, kernels::ConvAlgorithm::direct);
+
+      // Central differences in double.
+      auto numeric = [&](std::vector<double> v, auto&& loss_of) {
+        std::vector<double> grad(v.size());
+        for (std::size_t i = 0; i < v.size(); ++i) {
+          const double keep = v[i];
+          v[i] = keep + 0.5;
+          const double up = loss_of(v);
+          v[i] = keep - 0.5;
+          grad[i] = (up - loss_of(v)) / 1.0;
+          v[i] = keep;
+        }
+        return grad;
+      };
+      const auto dx_numeric = numeric(xd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, v, wd, bd, rd); });
+      const auto gw_numeric = numeric(wd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, xd, v, bd, rd); });
+      const auto gb_numeric = numeric(bd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, xd, wd, v, rd); });
+      CHECK(relative_error(to_double(dx), dx_numeric) < 1e-5);
+      CHECK(relative_error(to_double(gw), gw_numeric) < 1e-5);
+      CHECK(relative_error(to_double(gb), gb_numeric) < 1e-5);
+
+      // The im2col + GEMM path on the same data, accumulating onto the same starting gradients.
+      std::vector<float> dx2(static_cast<std::size_t>(x_size)), gw2(static_cast<std::size_t>(w_size), 0.f), gb2(static_cast<std::size_t>(row.c_out), 0.f);
+      kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), r.data(), dx2.data(), gw2.data(),
+                               gb2.data(), ws, kernels::ConvAlgorithm::im2col_gemm);
+      CHECK(relative_error(to_double(dx), to_double(dx2)) < 1e-5);
+      CHECK(relative_error(to_double(gw), to_double(gw2)) < 1e-5);
+
+      // Accumulation: a second backward adds the same weight gradient again.
+      kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), r.data(), static_cast<float*>(nullptr), gw.data(), gb.data(), ws,
+                               kernels::ConvAlgorithm::direct);
+      for (auto& v : gw2) v *= 2;
+      CHECK(relative_error(to_double(gw), to_double(gw2)) < 1e-5);
+    }
+  }
+  set_num_threads(2);
+}
+
+TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[conv2d][direct]") {
+  CHECK(kernels::direct_conv_supported<float>({3, 32, 32, 5, 1, 0}, 6));
+  CHECK_FALSE(kernels::direct_conv_supported<double>({3, 32, 32, 5, 1, 0}, 6));  // float only
+  CHECK_FALSE(kernels::direct_conv_supported<float>({3, 32, 32, 5, 2, 0}, 6));   // stride 2
+  CHECK_FALSE(kernels::direct_conv_supported<float>({3, 32, 32, 3, 1, 3}, 6));   // padding > K - 1
+  CHECK_FALSE(kernels::direct_conv_supported<float>({3, 3, 3, 3, 1, 0}, 6));     // smaller than one tile
+}
+
+#endif  // HEADNET_HAVE_DIRECT_CONV
