@@ -139,6 +139,41 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
   set_num_threads(2);
 }
 
+TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradients", "[conv2d][direct]") {
+  // (128 -> 128, 3x3): input gradient direct, weight gradient by im2col + GEMM;
+  // (3 -> 32, 3x3): input gradient by im2col + GEMM, weight gradient direct.
+  struct Row {
+    int c_in, c_out, h;
+  };
+  for (Row row : {Row{128, 128, 6}, Row{3, 32, 9}}) {
+    const kernels::ConvGeometry g{row.c_in, row.h, row.h, 3, 1, 1};
+    INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", 3, padding 1) on " << row.h << "x" << row.h);
+    REQUIRE(kernels::direct_conv_supported<float>(g, row.c_out));
+    const bool direct_input = kernels::detail::prefer_direct(g, row.c_out, kernels::detail::ConvPass::input_gradient);
+    const bool direct_weight = kernels::detail::prefer_direct(g, row.c_out, kernels::detail::ConvPass::weight_gradient);
+    CHECK(direct_input != direct_weight);  // the rows above are chosen so that the two passes differ
+    const int n = 3;
+    Generator gen(5);
+    std::vector<float> x(static_cast<std::size_t>(n * g.image_size())), w(static_cast<std::size_t>(row.c_out * g.patch_size())),
+        dy(static_cast<std::size_t>(std::int64_t(n) * row.c_out * g.out_pixels()));
+    for (auto* v : {&x, &w, &dy})
+      for (float& e : *v) e = float(gen.uniform(-1, 1));
+    kernels::Conv2dWorkspace<float> ws;
+    std::vector<std::vector<float>> dx(3, std::vector<float>(x.size())), gw(3, std::vector<float>(w.size(), 0.f)),
+        gb(3, std::vector<float>(static_cast<std::size_t>(row.c_out), 0.f));
+    const kernels::ConvAlgorithm algorithms[] = {kernels::ConvAlgorithm::automatic, kernels::ConvAlgorithm::direct,
+                                                 kernels::ConvAlgorithm::im2col_gemm};
+    for (int a = 0; a < 3; ++a)
+      kernels::conv2d_backward(g, n, row.c_out, x.data(), w.data(), dy.data(), dx[std::size_t(a)].data(),
+                               gw[std::size_t(a)].data(), gb[std::size_t(a)].data(), ws, algorithms[a]);
+    for (int a = 1; a < 3; ++a) {
+      CHECK(relative_error(to_double(dx[0]), to_double(dx[std::size_t(a)])) < 1e-5);
+      CHECK(relative_error(to_double(gw[0]), to_double(gw[std::size_t(a)])) < 1e-5);
+      CHECK(relative_error(to_double(gb[0]), to_double(gb[std::size_t(a)])) < 1e-5);
+    }
+  }
+}
+
 TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[conv2d][direct]") {
   CHECK(kernels::direct_conv_supported<float>({3, 32, 32, 5, 1, 0}, 6));
   CHECK_FALSE(kernels::direct_conv_supported<double>({3, 32, 32, 5, 1, 0}, 6));  // float only

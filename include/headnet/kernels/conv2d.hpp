@@ -92,10 +92,21 @@ int images_per_gemm(const ConvGeometry& g, int images) {
   return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(b, images)));
 }
 
-// The automatic choice between the direct kernels and im2col + GEMM, where both can run.
-// Measured with `headnet-conv-kernels --algorithm=...` at batch 32 on one thread (docs/benchmarks.md):
-// the direct kernels were faster on every layer benchmarked, by 2-5x on the tutorial's layers.
-inline bool prefer_direct(const ConvGeometry&, int) { return true; }
+enum class ConvPass { forward, input_gradient, weight_gradient };
+
+// The automatic choice between the direct kernels and im2col + GEMM, pass by pass, where both can
+// run. From `headnet-conv-kernels --algorithm=direct|im2col_gemm` at batch 32, 2 threads (table in
+// docs/benchmarks.md): the direct kernels win the forward everywhere (1.1-3.4x) and the gradients of
+// layers with few channels; the GEMM wins the weight gradient of wide layers (128 and 256 channels,
+// 1152+ taps: the direct tile then sums too short a row per tap) and the input gradient when the
+// input has fewer channels than a direct tile (3 of 6) and many output channels.
+inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass) {
+  switch (pass) {
+    case ConvPass::input_gradient: return !(g.channels < 6 && C_out >= 32);
+    case ConvPass::weight_gradient: return !(C_out >= 128 && g.patch_size() >= 1024);
+    default: return true;
+  }
+}
 
 // Runs body(thread, first_image, end_image) on one contiguous range of images per thread.
 template <typename Body>
@@ -117,10 +128,10 @@ int for_each_image_range(int images, Body&& body) {
 
 // Whether `algorithm` resolves to the direct kernels for this layer.
 template <typename T>
-bool use_direct(const ConvGeometry& g, int C_out, ConvAlgorithm algorithm) {
+bool use_direct(const ConvGeometry& g, int C_out, ConvAlgorithm algorithm, ConvPass pass) {
   if (!direct_conv_supported<T>(g, C_out)) return false;
   if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct;
-  return prefer_direct(g, C_out);
+  return prefer_direct(g, C_out, pass);
 }
 
 }  // namespace detail
@@ -230,7 +241,8 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
                     Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
 #if HEADNET_HAVE_DIRECT_CONV
   if constexpr (std::is_same<T, float>::value) {
-    if (detail::use_direct<T>(g, C_out, algorithm)) return direct::conv2d_forward(g, N, C_out, x, weight, bias, y, ws);
+    if (detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::forward))
+      return direct::conv2d_forward(g, N, C_out, x, weight, bias, y, ws);
   }
 #endif
   (void)algorithm;
@@ -276,8 +288,18 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
                      ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
 #if HEADNET_HAVE_DIRECT_CONV
   if constexpr (std::is_same<T, float>::value) {
-    if (detail::use_direct<T>(g, C_out, algorithm))
-      return direct::conv2d_backward(g, N, C_out, x, weight, dy, dx, grad_weight, grad_bias, ws);
+    // Each gradient goes to the path that is faster for it; whatever the direct kernels take is
+    // removed from what the im2col path below computes.
+    const bool direct_dx = dx && detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::input_gradient);
+    const bool direct_dw =
+        grad_weight && detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::weight_gradient);
+    if (direct_dx || direct_dw) {
+      direct::conv2d_backward(g, N, C_out, x, weight, dy, direct_dx ? dx : nullptr, direct_dw ? grad_weight : nullptr,
+                              direct_dw ? grad_bias : nullptr, ws);
+      if (direct_dx) dx = nullptr;
+      if (direct_dw) grad_weight = grad_bias = nullptr;
+      if (!dx && !grad_weight) return;
+    }
   }
 #endif
   (void)algorithm;
