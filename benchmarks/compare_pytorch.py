@@ -162,7 +162,9 @@ def main():
     torch_version = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"],
                                    capture_output=True, text=True).stdout.strip()
     lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py"
-              f"{' --quick' if args.quick else ''}` on {model}, {os.cpu_count()} cores ({simd}), {platform.platform()}; "
+              f"{' --quick' if args.quick else ''}`"
+              + (" (the training-throughput samples reused from an earlier run with `--reuse-throughput`)"
+                 if args.reuse_throughput else "") + f" on {model}, {os.cpu_count()} cores ({simd}), {platform.platform()}; "
               f"headnet built with g++ `-O3 -march=native` (Release), PyTorch {torch_version} from Debian with "
               "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset."]
     table = "\n".join(lines)
