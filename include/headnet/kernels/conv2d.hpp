@@ -1,5 +1,8 @@
-// headnet/kernels/conv2d.hpp: 2-D convolution as im2col + Eigen GEMM, forward and backward.
+// headnet/kernels/conv2d.hpp: 2-D convolution, forward and backward: the im2col + Eigen GEMM path,
+// and the dispatch between it and the direct stride-1 kernels of conv2d_direct.hpp (conv2d_forward
+// and conv2d_backward pick per pass; see detail::prefer_direct).
 //
+// The im2col + GEMM path:
 // Shapes (row-major):
 //   x: (N, C, H, W)   weight: (C_out, C*K*K)   bias: (C_out)   y, dy: (N, C_out, H_out, W_out)
 // For a chunk of B images unfolded side by side, columns: (C*K*K, B*P) with P = H_out*W_out, and
