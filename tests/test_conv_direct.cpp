@@ -9,6 +9,8 @@
 //     L = sum(r * conv(x)) computed in double with that same definition (L is linear in x and in
 //     the weights, so the differences are exact up to double rounding);
 //   - the same gradients against the im2col + GEMM path.
+// The table holds shapes whose input gradient scatters and shapes whose input gradient gathers
+// (direct::prefer_scatter), and the test checks that it does.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -69,10 +71,14 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {5, 2, 1, 0, 4, 5, 7},     // 1x1 kernel, 5 taps = 4 + 1
       {2, 4, 4, 1, 2, 8, 8},     // even kernel
   };
+  int scattered = 0, gathered = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
       const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, 1, row.p};
+      const int q = row.k - 1 - row.p;
+      const bool scatter = kernels::direct::prefer_scatter({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, {row.c_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, row.k);
+      ++(scatter ? scattered : gathered);
       std::ostringstream what;
       what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on ("
            << row.n << ", " << row.c_in << ", " << row.h << ", " << row.w << "), " << threads << " threads";
@@ -139,6 +145,8 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       CHECK(relative_error(to_double(gw), to_double(gw2)) < 1e-5);
     }
   }
+  CHECK(scattered > 0);
+  CHECK(gathered > 0);
   set_num_threads(2);
 }
 
@@ -183,6 +191,10 @@ TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[c
   CHECK_FALSE(kernels::direct_conv_supported<float>({3, 32, 32, 5, 2, 0}, 6));   // stride 2
   CHECK_FALSE(kernels::direct_conv_supported<float>({3, 32, 32, 3, 1, 3}, 6));   // padding > K - 1
   CHECK_FALSE(kernels::direct_conv_supported<float>({3, 3, 3, 3, 1, 0}, 6));     // smaller than one tile
+  // The input gradient scatters for the 5x5 valid convs (wide conv2: 144 vs 256 pixels per row of
+  // work) and gathers for 3x3 padding-1 layers (equal work, plainer loads).
+  CHECK(kernels::direct::prefer_scatter({128, 14, 14}, {16, 18, 18}, 5));
+  CHECK_FALSE(kernels::direct::prefer_scatter({64, 34, 34}, {64, 34, 34}, 3));
 }
 
 #endif  // HEADNET_HAVE_DIRECT_CONV

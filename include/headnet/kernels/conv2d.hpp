@@ -172,17 +172,24 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   const int q = K - 1 - g.padding;  // dy's padding for the input gradient
   const PaddedGeometry grad{C_out, g.out_height() + 2 * q, g.out_width() + 2 * q};
   const std::int64_t R = g.patch_size(), R_grad = std::int64_t(C_out) * K * K;
-  const std::int64_t Ln = round_up(extended_length(in, K), 8), L_grad = extended_length(grad, K);
+  const std::int64_t Ln = grad_length(in, K), L_grad = extended_length(grad, K);
   const std::int64_t out_image = C_out * g.out_pixels(), weight_size = C_out * R;
   std::int64_t* offsets = ws.offsets(0, R);
   tap_offsets(in, K, offsets);
+  // The input gradient scatters from dy_ext (built for the weight gradient anyway) or gathers
+  // from dy padded by q, whichever does less work (prefer_scatter).
+  const bool scatter = dx && prefer_scatter(in, grad, K);
   std::int64_t* grad_offsets = ws.offsets(1, R_grad);
-  float* flipped = nullptr;
+  float* packed = nullptr;
   if (dx) {
-    tap_offsets(grad, K, grad_offsets);
     const int blocks = (C + forward_channels - 1) / forward_channels;
-    flipped = ws.packed_weight(std::int64_t(blocks) * forward_channels * R_grad);
-    pack_flipped_weights(weight, C_out, C, K, flipped);
+    packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R_grad);
+    if (scatter) {
+      pack_scatter_weights(weight, C_out, C, K, packed);
+    } else {
+      tap_offsets(grad, K, grad_offsets);
+      pack_flipped_weights(weight, C_out, C, K, packed);
+    }
   }
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
   const int threads = detail::for_each_image_range(N, [&](int t, int begin, int end) {
@@ -200,28 +207,34 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
         gb = grad_bias ? gw + weight_size : nullptr;
       }
     }
-    if (gw) {
+    if (gw || scatter) {
       // Groups of images whose padded inputs and extended dy fit in about 256 KiB (L2), so that
-      // each tile sums a whole group in registers while the group stays in cache.
+      // each weight tile sums a whole group in registers while the group stays in cache.
       const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = C_out * Ln;
       const int group = int(std::max<std::int64_t>(1, (std::int64_t(256) << 10) / (4 * (xp_stride + dy_stride))));
-      float* xp = ws.padded(t, std::min(group, end - begin) * xp_stride);
+      float* xp = gw ? ws.padded(t, std::min(group, end - begin) * xp_stride) : nullptr;
       float* dy_ext = ws.extended(t, std::min(group, end - begin) * dy_stride);
+      float* dxp = scatter ? ws.columns(t, in.size() + scatter_slack) : nullptr;
       for (int n0 = begin; n0 < end; n0 += group) {
         const int images = std::min(group, end - n0);
         for (int i = 0; i < images; ++i) {
-          pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding, xp + i * xp_stride);
+          if (gw)
+            pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding, xp + i * xp_stride);
           extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride, gb);
         }
-        weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
+        if (gw) weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
+        if (scatter)
+          for (int i = 0; i < images; ++i)
+            input_gradient_scatter(in, K, C_out, g.padding, dy_ext + i * dy_stride, packed, dxp,
+                                   dx + std::int64_t(n0 + i) * g.image_size());
       }
     }
-    if (dx) {
+    if (dx && !scatter) {
       float* dyp = ws.columns(t, grad.size() + slack);
       float* y_ext = ws.gathered(t, forward_channels * L_grad);
       for (int n = begin; n < end; ++n) {
         pad_image(dy + n * out_image, C_out, g.out_height(), g.out_width(), q, dyp);
-        forward_image(grad, K, C, dyp, flipped, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(), y_ext);
+        forward_image(grad, K, C, dyp, packed, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(), y_ext);
       }
     }
   });

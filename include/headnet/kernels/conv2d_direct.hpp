@@ -11,12 +11,16 @@
 //   weight gradient  dW[co][t]    += sum_p  dy_ext[co][p] * xp[offset(t) + p]
 // over p in [0, L), L = (H_out - 1)*Wp + W_out. The K-1 positions at the end of each row (ow >=
 // W_out) are not output pixels: the forward computes and drops them, the weight gradient sets their
-// dy to 0. The input gradient is the forward applied to dy zero-padded by K-1-padding with the
-// kernel flipped and its channel axes swapped (the "full" convolution).
+// dy to 0. The input gradient is either the forward applied to dy zero-padded by K-1-padding with
+// the kernel flipped and its channel axes swapped (the "full" convolution: "gather"), or the
+// transpose of the weight gradient's formula, dxp[offset(t) + p] += sum_co weight[co][t] *
+// dy_ext[co][p] ("scatter"), whichever does less work (prefer_scatter).
 //
-// Register tiles: the forward keeps 6 output channels x 16 pixels (12 ymm accumulators) and per tap
-// loads 2 input vectors and broadcasts 6 weights; the weight gradient keeps 3 output channels x 4
-// taps x 8 pixels (12 accumulators) and per 8 pixels loads 3 dy and 4 input vectors.
+// Register tiles (12 ymm accumulators each): the forward keeps 6 output channels x 16 pixels and
+// per tap loads 2 input vectors and broadcasts 6 weights; the weight gradient keeps 2 output
+// channels x 6 taps x 8 pixels and per 8 pixels loads 2 dy and 6 input vectors; the scatter keeps
+// 6 input channels x 16 pixels at one tap and per output channel loads 2 dy vectors and
+// broadcasts 6 weights.
 //
 // Only for float on a CPU with AVX2 and FMA (compile with -march=native or -mavx2 -mfma), stride 1;
 // direct_conv_supported says when, and kernels/conv2d.hpp falls back to im2col + GEMM otherwise.
@@ -60,6 +64,11 @@ inline std::int64_t extended_length(const PaddedGeometry& in, int K) {
 }
 
 inline std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
+
+// Row length of dy_ext, the output gradient on the extended grid: a whole number of 16-pixel tiles.
+inline std::int64_t grad_length(const PaddedGeometry& in, int K) {
+  return round_up(extended_length(in, K), 16);
+}
 
 // offsets[t] = c*Hp*Wp + kh*Wp + kw for tap t = (c*K + kh)*K + kw.
 inline void tap_offsets(const PaddedGeometry& in, int K, std::int64_t* offsets) {
@@ -253,7 +262,7 @@ inline void weight_tiles_for_channels(const float* xp, std::int64_t xp_stride, c
 inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const float* dy, float* dy_ext,
                                float* grad_bias) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
-  const std::int64_t Ln = round_up(extended_length(in, K), 8);
+  const std::int64_t Ln = grad_length(in, K);
   for (int co = 0; co < C_out; ++co) {
     float* row = dy_ext + co * Ln;
     std::fill(row, row + Ln, 0.0f);
@@ -277,7 +286,7 @@ inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const
 inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const float* xp, std::int64_t xp_stride,
                             const float* dy_ext, std::int64_t dy_stride, int images, const std::int64_t* offsets,
                             float* grad_weight) {
-  const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = round_up(extended_length(in, K), 8);
+  const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = grad_length(in, K);
   int co = 0;
   for (; co + grad_channels <= C_out; co += grad_channels)
     weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
@@ -285,6 +294,104 @@ inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const fl
   if (C_out - co == 1)
     weight_tiles_for_channels<1>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
                                  grad_weight + co * R);
+}
+
+
+// The input gradient by scattering, for layers whose input gradient as a "full" convolution would
+// mostly multiply padding: wide conv2 (14x14 -> 10x10, 5x5) gathers over dy padded to 18x18, twice
+// the products of the definition. Here each unfolded input row r = (c, kh, kw) receives
+//   dxp[offset(r) + p] += sum_co weight[co][r] * dy_ext[co][p]
+// i.e. GEMM (weight^T x dy_ext) and col2im fused, the GEMM's tile folded into dxp from registers.
+// A tile is 6 input channels at one tap x 16 pixels: its 6 destinations lie in different channel
+// planes, so its read-modify-writes never overlap each other (a load that partly overlaps a
+// store still in flight would stall).
+//
+// Packed weights: for each block of 6 input channels, for each tap, for each output channel, the
+// 6 weights weight[co][c0 + j][tap] (zeros past the last channel).
+inline void pack_scatter_weights(const float* weight, int C_out, int C, int K, float* packed) {
+  const std::int64_t KK = std::int64_t(K) * K;
+  for (int c0 = 0; c0 < C; c0 += forward_channels)
+    for (std::int64_t tap = 0; tap < KK; ++tap)
+      for (int co = 0; co < C_out; ++co)
+        for (int j = 0; j < forward_channels; ++j)
+          *packed++ = c0 + j < C ? weight[(std::int64_t(co) * C + c0 + j) * KK + tap] : 0.0f;
+}
+
+#define HEADNET_FOR_CHANNELS(M) M(0) M(1) M(2) M(3) M(4) M(5)
+
+// dxp[j * plane + p0 + q] += sum_co w[co][j] * dy_ext[co][p0 + q] for j < CB, q < 16; dxp points at
+// the tile's first channel, shifted by its tap.
+template <int CB>
+inline void scatter_tile(const float* dy_ext, std::int64_t ld, int C_out, const float* w, std::int64_t p0,
+                         float* dxp, std::int64_t plane) {
+#define HEADNET_DECLARE(j) __m256 acc##j##0 = _mm256_setzero_ps(), acc##j##1 = _mm256_setzero_ps();
+  HEADNET_FOR_CHANNELS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  const float* d = dy_ext + p0;
+  for (int co = 0; co < C_out; ++co, w += forward_channels, d += ld) {
+    __m256 d0 = _mm256_load_ps(d), d1 = _mm256_load_ps(d + 8);
+    HEADNET_IN_REGISTER(d0);
+    HEADNET_IN_REGISTER(d1);
+#define HEADNET_FMA(j)                                  \
+  if constexpr (CB > j) {                               \
+    const __m256 wj = _mm256_broadcast_ss(w + j);       \
+    acc##j##0 = _mm256_fmadd_ps(wj, d0, acc##j##0);     \
+    acc##j##1 = _mm256_fmadd_ps(wj, d1, acc##j##1);     \
+  }
+    HEADNET_FOR_CHANNELS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_ADD(j)                                                          \
+  if constexpr (CB > j) {                                                       \
+    float* dst = dxp + j * plane + p0;                                          \
+    _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), acc##j##0));      \
+    _mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_loadu_ps(dst + 8), acc##j##1)); \
+  }
+  HEADNET_FOR_CHANNELS(HEADNET_ADD)
+#undef HEADNET_ADD
+}
+#undef HEADNET_FOR_CHANNELS
+
+// dx (C, H, W) of one image from its dy_ext (C_out, grad_length) by scattering. dxp: scratch of
+// in.size() + scatter_slack floats. `packed` from pack_scatter_weights.
+constexpr int scatter_slack = 16;  // the last tile of a row of dy_ext may reach 15 floats past the image
+
+inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, int pad, const float* dy_ext,
+                                   const float* packed, float* dxp, float* dx) {
+  const std::int64_t Ln = grad_length(in, K), plane = in.plane();
+  std::fill(dxp, dxp + in.size() + scatter_slack, 0.0f);
+  for (int c0 = 0; c0 < in.channels; c0 += forward_channels) {
+    const int cb = std::min(forward_channels, in.channels - c0);
+    for (int kh = 0; kh < K; ++kh)
+      for (int kw = 0; kw < K; ++kw, packed += std::int64_t(C_out) * forward_channels) {
+        float* base = dxp + c0 * plane + std::int64_t(kh) * in.width + kw;
+        for (std::int64_t p0 = 0; p0 < Ln; p0 += forward_pixels) {
+          switch (cb) {
+            case 1: scatter_tile<1>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+            case 2: scatter_tile<2>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+            case 3: scatter_tile<3>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+            case 4: scatter_tile<4>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+            case 5: scatter_tile<5>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+            default: scatter_tile<6>(dy_ext, Ln, C_out, packed, p0, base, plane); break;
+          }
+        }
+      }
+  }
+  // Crop the padding away.
+  const int H = in.height - 2 * pad, W = in.width - 2 * pad;
+  for (int c = 0; c < in.channels; ++c)
+    for (int h = 0; h < H; ++h)
+      std::memcpy(dx + (std::int64_t(c) * H + h) * W, dxp + c * plane + std::int64_t(h + pad) * in.width + pad,
+                  sizeof(float) * std::size_t(W));
+}
+
+// Whether the input gradient scatters (above) rather than gathers (the "full" convolution): the
+// scatter visits C*K*K rows x grad_length pixels x C_out, the gather C x the extended length of dy
+// padded by K-1-pad x C_out*K*K. Equal for 3x3 padding-1 layers, where the gather's plain loads
+// win; the scatter does about half the work on small images with no padding.
+inline bool prefer_scatter(const PaddedGeometry& in, const PaddedGeometry& grad, int K) {
+  const std::int64_t scatter = grad_length(in, K), gather = round_up(extended_length(grad, K), forward_pixels);
+  return scatter * 5 < gather * 4;
 }
 
 #endif  // HEADNET_HAVE_DIRECT_CONV
