@@ -93,8 +93,12 @@ TEST_CASE("ReLU and Flatten backward match finite differences", "[gradient][relu
 }
 
 TEST_CASE("A whole tutorial-shaped network backpropagates correctly", "[gradient][sequential]") {
+  // With the ReLUs fused into the convs (Sequential's default) and without.
+  for (bool fusion : {true, false}) {
+  INFO("fusion " << fusion);
   Generator gen(11);
   Sequential<double> net;
+  net.set_fusion(fusion);
   net.add("conv1", Conv2d<double>(3, 4, 3, 1, 1));
   net.add(ReLU<double>());
   net.add(MaxPool2d<double>(2));
@@ -106,7 +110,11 @@ TEST_CASE("A whole tutorial-shaped network backpropagates correctly", "[gradient
   net.add("fc2", Linear<double>(6, 3));
   net.reset_parameters(gen);
   net.set_needs_input_grad(true);
+  CHECK(net.is_fused(1) == fusion);
+  CHECK(net.is_fused(4) == fusion);
+  CHECK_FALSE(net.is_fused(7));  // a ReLU after a Linear stays a layer of its own
   require_good(check_gradients(net, random_tensor({3, 3, 10, 10}, gen), gen), "Sequential");
+  }
 }
 
 TEST_CASE("CrossEntropyLoss gradient matches finite differences", "[gradient][loss]") {

@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -31,6 +32,7 @@
 #include "headnet/kernels/conv2d_direct.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
+#include "headnet/kernels/relu.hpp"
 
 namespace headnet {
 namespace kernels {
@@ -38,6 +40,11 @@ namespace kernels {
 // How a convolution is computed. automatic picks, per layer shape, what measured faster on the
 // benchmarks (benchmarks/conv_kernels.cpp); the others force one path (tests check both).
 enum class ConvAlgorithm { automatic, im2col_gemm, direct };
+
+// What the layer applies to its output. relu: y = max(conv(x) + b, 0), a ReLU fused into the
+// convolution (Sequential does this for a ReLU that follows a Conv2d): no separate pass over the
+// activations, and the backward masks dy where it copies it anyway.
+enum class ConvActivation { none, relu };
 
 template <typename T>
 class Conv2dWorkspace {
@@ -48,6 +55,8 @@ class Conv2dWorkspace {
   }
   T* columns(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].columns, n); }
   T* gathered(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].gathered, n); }
+  // Shared: dy masked by a fused ReLU, when the kernels that run cannot mask it themselves.
+  T* masked_grad(std::int64_t n) { return grow(masked_grad_, n); }
   T* partial_weight(int thread, std::int64_t n) {
     return grow(per_thread_[std::size_t(thread)].partial_weight, n);
   }
@@ -78,7 +87,7 @@ class Conv2dWorkspace {
     return reinterpret_cast<T*>((address + 63) & ~std::uintptr_t(63));
   }
   std::vector<Buffers> per_thread_;
-  std::vector<T> packed_weight_;
+  std::vector<T> packed_weight_, masked_grad_;
   std::vector<std::int64_t> offsets_[2];
 };
 
@@ -143,7 +152,7 @@ bool use_direct(const ConvGeometry& g, int C_out, ConvAlgorithm algorithm, ConvP
 namespace direct {
 
 inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
-                           const float* bias, float* y, Conv2dWorkspace<float>& ws) {
+                           const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu) {
   const int K = g.kernel_size;
   const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
   const std::int64_t R = g.patch_size(), L = extended_length(in, K), out_image = C_out * g.out_pixels();
@@ -159,14 +168,16 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
     for (int n = begin; n < end; ++n) {
       const float* image = x + std::int64_t(n) * g.image_size();
       if (xp) pad_image(image, g.channels, g.height, g.width, g.padding, xp);
-      forward_image(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, y_ext);
+      forward_image(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, y_ext, relu);
     }
   });
 }
 
+// relu_output: see extend_grad_output; only when dy reaches the kernels through dy_ext (weight
+// gradient, scattered input gradient).
 inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
                             const float* dy, float* dx, float* grad_weight, float* grad_bias,
-                            Conv2dWorkspace<float>& ws) {
+                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr) {
   const int K = g.kernel_size, C = g.channels;
   const PaddedGeometry in{C, g.height + 2 * g.padding, g.width + 2 * g.padding};
   const int q = K - 1 - g.padding;  // dy's padding for the input gradient
@@ -179,6 +190,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // The input gradient scatters from dy_ext (built for the weight gradient anyway) or gathers
   // from dy padded by q, whichever does less work (prefer_scatter).
   const bool scatter = dx && prefer_scatter(in, grad, K);
+  if (relu_output && dx && !scatter) throw std::logic_error("direct::conv2d_backward: a fused ReLU needs dy_ext");
   std::int64_t* grad_offsets = ws.offsets(1, R_grad);
   float* packed = nullptr;
   if (dx) {
@@ -220,7 +232,8 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
         for (int i = 0; i < images; ++i) {
           if (gw)
             pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding, xp + i * xp_stride);
-          extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride, gb);
+          extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride, gb,
+                             relu_output ? relu_output + (n0 + i) * out_image : nullptr);
         }
         if (gw) weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
         if (scatter)
@@ -254,14 +267,20 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
 // y = conv(x, weight) + bias. bias may be null.
 template <typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
-                    Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
+                    Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
+                    ConvActivation activation = ConvActivation::none) {
 #if HEADNET_HAVE_DIRECT_CONV
   if constexpr (std::is_same<T, float>::value) {
     if (detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::forward))
-      return direct::conv2d_forward(g, N, C_out, x, weight, bias, y, ws);
+      return direct::conv2d_forward(g, N, C_out, x, weight, bias, y, ws, activation == ConvActivation::relu);
   }
 #endif
   (void)algorithm;
+  if (activation == ConvActivation::relu) {
+    conv2d_forward(g, N, C_out, x, weight, bias, y, ws, ConvAlgorithm::im2col_gemm);
+    relu_forward(std::int64_t(N) * C_out * g.out_pixels(), y, y);
+    return;
+  }
   const std::int64_t P = g.out_pixels(), R = g.patch_size(), image = g.image_size(), out_image = C_out * P;
   const int B = detail::images_per_gemm<T>(g, N);
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
@@ -298,10 +317,13 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
 // Backward pass. Pass null for what is not wanted:
 //   dx (overwritten): gradient with respect to x;
 //   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
+//   relu_output: for a layer with a fused ReLU (ConvActivation::relu), its output; dy is then the
+//   gradient of that output and is masked by relu_output > 0 before anything else.
 template <typename T>
 void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* dy, T* dx,
                      T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
-                     ConvAlgorithm algorithm = ConvAlgorithm::automatic) {
+                     ConvAlgorithm algorithm = ConvAlgorithm::automatic, const T* relu_output = nullptr) {
+  const std::int64_t dy_size = std::int64_t(N) * C_out * g.out_pixels();
 #if HEADNET_HAVE_DIRECT_CONV
   if constexpr (std::is_same<T, float>::value) {
     // Each gradient goes to the path that is faster for it; whatever the direct kernels take is
@@ -309,9 +331,19 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
     const bool direct_dx = dx && detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::input_gradient);
     const bool direct_dw =
         grad_weight && detail::use_direct<T>(g, C_out, algorithm, detail::ConvPass::weight_gradient);
+    // The direct kernels mask dy for free while copying it into dy_ext; when every gradient wanted
+    // goes that way, no masked copy of dy is made.
+    const bool mask_in_kernels = (!grad_weight || direct_dw) &&
+                                 (!dx || (direct_dx && direct::input_gradient_scatters(g, C_out)));
+    if (relu_output && !mask_in_kernels) {
+      T* masked = ws.masked_grad(dy_size);
+      relu_backward(dy_size, relu_output, dy, masked);
+      dy = masked;
+      relu_output = nullptr;
+    }
     if (direct_dx || direct_dw) {
       direct::conv2d_backward(g, N, C_out, x, weight, dy, direct_dx ? dx : nullptr, direct_dw ? grad_weight : nullptr,
-                              direct_dw ? grad_bias : nullptr, ws);
+                              direct_dw ? grad_bias : nullptr, ws, relu_output);
       if (direct_dx) dx = nullptr;
       if (direct_dw) grad_weight = grad_bias = nullptr;
       if (!dx && !grad_weight) return;
@@ -319,6 +351,11 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
   }
 #endif
   (void)algorithm;
+  if (relu_output) {
+    T* masked = ws.masked_grad(dy_size);
+    relu_backward(dy_size, relu_output, dy, masked);
+    dy = masked;
+  }
   const std::int64_t P = g.out_pixels(), R = g.patch_size(), image = g.image_size(), out_image = C_out * P;
   const int B = detail::images_per_gemm<T>(g, N);
   const std::int64_t weight_size = C_out * R;

@@ -158,10 +158,11 @@ inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int6
 }
 #undef HEADNET_FOR_CHANNELS
 
-// y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image.
-// y_ext: scratch of forward_channels * extended_length floats.
+// y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image, then max(y, 0)
+// if relu (NaN stays NaN, as in kernels/relu.hpp). y_ext: scratch of forward_channels *
+// extended_length floats.
 inline void forward_image(const PaddedGeometry& in, int K, int C_out, const float* xp, const float* packed,
-                          const std::int64_t* offsets, const float* bias, float* y, float* y_ext) {
+                          const std::int64_t* offsets, const float* bias, float* y, float* y_ext, bool relu = false) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
   const std::int64_t R = in.channels * std::int64_t(K) * K, L = extended_length(in, K);
   for (int co0 = 0; co0 < C_out; co0 += forward_channels, packed += R * forward_channels) {
@@ -183,7 +184,15 @@ inline void forward_image(const PaddedGeometry& in, int K, int C_out, const floa
       float* out = y + std::int64_t(co0 + j) * H_out * W_out;
       for (int oh = 0; oh < H_out; ++oh) {
         const float* src = y_ext + j * L + std::int64_t(oh) * in.width;
-        for (int ow = 0; ow < W_out; ++ow) out[std::int64_t(oh) * W_out + ow] = src[ow] + b;
+        float* dst = out + std::int64_t(oh) * W_out;
+        if (relu) {
+          for (int ow = 0; ow < W_out; ++ow) {
+            const float v = src[ow] + b;
+            dst[ow] = v < 0.0f ? 0.0f : v;
+          }
+        } else {
+          for (int ow = 0; ow < W_out; ++ow) dst[ow] = src[ow] + b;
+        }
       }
     }
   }
@@ -258,24 +267,33 @@ inline void weight_tiles_for_channels(const float* xp, std::int64_t xp_stride, c
 }
 
 // dy (C_out, H_out, W_out) -> dy_ext (C_out, Ln): each output row at its extended position, zeros
-// in the K-1 columns past each row and up to Ln. Adds rowsum(dy) to grad_bias when given.
+// in the K-1 columns past each row and up to Ln. With relu_output (a ReLU fused into the layer),
+// dy is the gradient of relu(y) and becomes dy * [relu_output > 0] on the way. Adds rowsum of the
+// result to grad_bias when given.
 inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const float* dy, float* dy_ext,
-                               float* grad_bias) {
+                               float* grad_bias, const float* relu_output = nullptr) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
   const std::int64_t Ln = grad_length(in, K);
   for (int co = 0; co < C_out; ++co) {
     float* row = dy_ext + co * Ln;
     std::fill(row, row + Ln, 0.0f);
-    const float* src = dy + std::int64_t(co) * H_out * W_out;
-    for (int oh = 0; oh < H_out; ++oh)
-      std::memcpy(row + std::int64_t(oh) * in.width, src + std::int64_t(oh) * W_out, sizeof(float) * W_out);
+    const std::int64_t first = std::int64_t(co) * H_out * W_out;
+    for (int oh = 0; oh < H_out; ++oh) {
+      const float* src = dy + first + std::int64_t(oh) * W_out;
+      float* dst = row + std::int64_t(oh) * in.width;
+      if (relu_output) {
+        const float* mask = relu_output + first + std::int64_t(oh) * W_out;
+        for (int ow = 0; ow < W_out; ++ow) dst[ow] = mask[ow] > 0.0f ? src[ow] : 0.0f;
+      } else {
+        std::memcpy(dst, src, sizeof(float) * W_out);
+      }
+    }
     if (grad_bias) {
       // A reduction the compiler may vectorise: one running sum is a chain of dependent adds,
       // which cost as much as the whole weight gradient of a 3-channel layer.
       float sum = 0;
-      const std::int64_t n = std::int64_t(H_out) * W_out;
 #pragma omp simd reduction(+ : sum)
-      for (std::int64_t i = 0; i < n; ++i) sum += src[i];
+      for (std::int64_t i = 0; i < Ln; ++i) sum += row[i];
       grad_bias[co] += sum;
     }
   }
@@ -392,6 +410,13 @@ inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, i
 inline bool prefer_scatter(const PaddedGeometry& in, const PaddedGeometry& grad, int K) {
   const std::int64_t scatter = grad_length(in, K), gather = round_up(extended_length(grad, K), forward_pixels);
   return scatter * 5 < gather * 4;
+}
+
+// prefer_scatter for a layer: the input as padded for the forward, dy padded by K-1-padding.
+inline bool input_gradient_scatters(const ConvGeometry& g, int C_out) {
+  const int K = g.kernel_size, q = K - 1 - g.padding;
+  return prefer_scatter({g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding},
+                        {C_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, K);
 }
 
 #endif  // HEADNET_HAVE_DIRECT_CONV

@@ -4,6 +4,8 @@
 // weight: (C_out, C_in, K, K), bias: (C_out), laid out as PyTorch's so that weights move between
 // the two unchanged. The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and
 // kernels/conv2d_direct.hpp (stride-1 direct kernels); set_algorithm forces one of them.
+// set_activation(relu) fuses a ReLU into the layer (Sequential does it for a ReLU that follows a
+// Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
 #pragma once
 
 #include <string>
@@ -12,6 +14,7 @@
 #include "headnet/core/init.hpp"
 #include "headnet/kernels/conv2d.hpp"
 #include "headnet/layers/layer.hpp"
+#include "headnet/layers/relu.hpp"
 
 namespace headnet {
 
@@ -66,11 +69,13 @@ class Conv2d : public Layer<T> {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
     kernels::conv2d_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
-                            weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_, algorithm_);
+                            weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_, algorithm_,
+                            activation_);
     return output_;
   }
 
   // dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
+  // (with a fused ReLU, dy is first masked by y > 0, inside the kernels)
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     T* dx = nullptr;
@@ -80,7 +85,8 @@ class Conv2d : public Layer<T> {
     }
     kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
                              input_.data(), weight_.data(), dy.data(), dx, grad_weight_.data(),
-                             has_bias_ ? grad_bias_.data() : nullptr, workspace_, algorithm_);
+                             has_bias_ ? grad_bias_.data() : nullptr, workspace_, algorithm_,
+                             activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -108,6 +114,15 @@ class Conv2d : public Layer<T> {
   // automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
   // im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
+  kernels::ConvActivation activation() const { return activation_; }
+  void set_activation(kernels::ConvActivation activation) { activation_ = activation; }
+
+  bool fuse_next(const Layer<T>& next) override {
+    if (activation_ != kernels::ConvActivation::none || dynamic_cast<const ReLU<T>*>(&next) == nullptr) return false;
+    activation_ = kernels::ConvActivation::relu;
+    return true;
+  }
+  void unfuse() override { activation_ = kernels::ConvActivation::none; }
 
  private:
   kernels::ConvGeometry geometry(const Shape& x) const {
@@ -124,6 +139,7 @@ class Conv2d : public Layer<T> {
   int in_channels_, out_channels_, kernel_size_, stride_, padding_;
   bool has_bias_;
   kernels::ConvAlgorithm algorithm_ = kernels::ConvAlgorithm::automatic;
+  kernels::ConvActivation activation_ = kernels::ConvActivation::none;
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
   Tensor<T> output_, grad_input_;

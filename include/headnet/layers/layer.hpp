@@ -60,6 +60,12 @@ class Layer {
   virtual void set_needs_input_grad(bool needed) { needs_input_grad_ = needed; }
   bool needs_input_grad() const { return needs_input_grad_; }
 
+  // Fusion, used by Sequential: fuse_next(next) makes this layer compute `next` as part of its own
+  // output (Conv2d takes a following ReLU: y = max(conv(x) + b, 0), one pass over the activations
+  // instead of three) and says whether it did; Sequential then skips `next`. unfuse() undoes it.
+  virtual bool fuse_next(const Layer<T>& /*next*/) { return false; }
+  virtual void unfuse() {}
+
  protected:
   // output_shape() with the layer's type in front of any error, for a layer used on its own.
   Shape checked_output_shape(const Shape& input) const {

@@ -10,6 +10,11 @@
 // - backward returns dx only after set_needs_input_grad(true): like a PyTorch input that does not
 //   require grad, the network's input gradient is not computed by default, which saves the first
 //   layer's largest product.
+// - Fusion: a layer may take over the one after it (Layer::fuse_next): a ReLU right after a Conv2d
+//   becomes part of the convolution's output, and forward and backward skip it. Results are the
+//   same (tests/test_fusion.cpp); the activations are not written, read and written again.
+//   set_fusion(false) keeps every layer separate (then each layer's own output is what it alone
+//   computes, for a user who inspects the conv's output before its ReLU).
 #pragma once
 
 #include <memory>
@@ -50,7 +55,8 @@ class Sequential : public Layer<T> {
     }
     layer->train(this->training_);
     layer->set_needs_input_grad(layers_.empty() ? this->needs_input_grad_ : true);
-    layers_.push_back({std::move(name), std::move(layer)});
+    layers_.push_back({std::move(name), std::move(layer), false});
+    if (fusion_) fuse_last();
     checked_input_shape_ = Shape();
     parameters_cached_ = false;
     return *layers_.back().layer;
@@ -94,15 +100,31 @@ class Sequential : public Layer<T> {
       checked_input_shape_ = x.shape();
     }
     Tensor<T> h = x;
-    for (auto& entry : layers_) h = entry.layer->forward(h);
+    for (auto& entry : layers_)
+      if (!entry.fused) h = entry.layer->forward(h);
     return h;
   }
 
   Tensor<T> backward(const Tensor<T>& dy) override {
     Tensor<T> g = dy;
-    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) g = it->layer->backward(g);
+    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
+      if (!it->fused) g = it->layer->backward(g);
     return g;
   }
+
+  // Whether layers fuse (see the top of the file); on by default.
+  bool fusion() const { return fusion_; }
+  void set_fusion(bool on) {
+    fusion_ = on;
+    for (std::size_t i = 1; i < layers_.size(); ++i) {
+      if (layers_[i].fused) layers_[i - 1].layer->unfuse();
+      layers_[i].fused = false;
+    }
+    if (on)
+      for (std::size_t n = 2; n <= layers_.size(); ++n) fuse_last(n);
+  }
+  // Whether layer i is computed by the layer before it.
+  bool is_fused(std::size_t i) const { return layers_.at(i).fused; }
 
   std::vector<Parameter<T>> parameters() override {
     std::vector<Parameter<T>> all;
@@ -163,8 +185,16 @@ class Sequential : public Layer<T> {
   struct Entry {
     std::string name;
     std::unique_ptr<Layer<T>> layer;
+    bool fused;  // computed by the previous layer
   };
+  // Offers layer n-1 (of the first n) to layer n-2.
+  void fuse_last(std::size_t n) {
+    if (n < 2 || layers_[n - 2].fused) return;
+    layers_[n - 1].fused = layers_[n - 2].layer->fuse_next(*layers_[n - 1].layer);
+  }
+  void fuse_last() { fuse_last(layers_.size()); }
   std::vector<Entry> layers_;
+  bool fusion_ = true;
   Shape checked_input_shape_;
   std::vector<Parameter<T>> cached_parameters_;
   bool parameters_cached_ = false;

@@ -1,0 +1,140 @@
+// A ReLU fused into the convolution before it (ConvActivation::relu; Sequential fuses by default)
+// computes what the two layers compute apart, on every path the convolution can take: direct with
+// a scattered input gradient (where the mask is applied while dy is copied), direct with a gathered
+// one and im2col + GEMM (where a masked copy of dy is made first), stride 2 (im2col only); with and
+// without the input gradient; 1 and 2 threads. In double the fused network is also held to finite
+// differences (test_gradients.cpp, "A whole tutorial-shaped network").
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <sstream>
+#include <vector>
+
+#include <headnet/headnet.hpp>
+
+using namespace headnet;
+
+namespace {
+
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+    scale = std::max(scale, double(std::fabs(b[i])));
+  }
+  REQUIRE(scale > 0);  // all zeros on both sides would hide a pass that does nothing
+  return worst / scale;
+}
+
+}  // namespace
+
+TEST_CASE("A fused ReLU equals a conv followed by a ReLU, on every kernel path", "[conv2d][fusion]") {
+  struct Row {
+    int c_in, c_out, k, stride, pad, n, h, w;
+  };
+  const Row table[] = {
+      {6, 16, 5, 1, 0, 3, 12, 12},  // the tutorial's conv2: direct, scattered input gradient
+      {4, 7, 3, 1, 1, 2, 9, 11},    // 3x3 padding 1: direct, gathered input gradient
+      {3, 5, 3, 2, 1, 2, 9, 9},     // stride 2: im2col + GEMM only
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& row : table) {
+      for (auto algorithm : {kernels::ConvAlgorithm::automatic, kernels::ConvAlgorithm::direct,
+                             kernels::ConvAlgorithm::im2col_gemm}) {
+        for (bool want_dx : {true, false}) {
+          std::ostringstream what;
+          what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", stride " << row.stride
+               << ", padding " << row.pad << "), algorithm " << int(algorithm) << ", dx " << want_dx << ", "
+               << threads << " threads";
+          INFO(what.str());
+          const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, row.stride, row.pad};
+          Generator gen(std::uint64_t(row.c_in * 31 + row.k));
+          const std::size_t x_size = std::size_t(row.n * g.image_size()), w_size = std::size_t(row.c_out * g.patch_size());
+          const std::size_t y_size = std::size_t(row.n) * std::size_t(row.c_out) * std::size_t(g.out_pixels());
+          std::vector<float> x(x_size), weight(w_size), bias(std::size_t(row.c_out)), dy(y_size);
+          for (auto* v : {&x, &weight, &bias, &dy})
+            for (float& e : *v) e = float(gen.uniform(-1, 1));
+          kernels::Conv2dWorkspace<float> ws;
+
+          // Apart: y = conv(x); r = relu(y); the gradient of r is dy, that of y is dy * [r > 0].
+          std::vector<float> y(y_size), r(y_size), dy_masked(y_size);
+          kernels::conv2d_forward(g, row.n, row.c_out, x.data(), weight.data(), bias.data(), y.data(), ws, algorithm);
+          kernels::relu_forward(std::int64_t(y_size), y.data(), r.data());
+          kernels::relu_backward(std::int64_t(y_size), r.data(), dy.data(), dy_masked.data());
+          std::vector<float> dx(x_size), gw(w_size, 0.f), gb(std::size_t(row.c_out), 0.f);
+          kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), dy_masked.data(),
+                                   want_dx ? dx.data() : nullptr, gw.data(), gb.data(), ws, algorithm);
+
+          // Fused.
+          std::vector<float> yf(y_size), dxf(x_size), gwf(w_size, 0.f), gbf(std::size_t(row.c_out), 0.f);
+          kernels::conv2d_forward(g, row.n, row.c_out, x.data(), weight.data(), bias.data(), yf.data(), ws, algorithm,
+                                  kernels::ConvActivation::relu);
+          kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), dy.data(),
+                                   want_dx ? dxf.data() : nullptr, gwf.data(), gbf.data(), ws, algorithm, yf.data());
+
+          // About half the outputs are clipped, so a missing mask changes every gradient.
+          std::size_t clipped = 0;
+          for (float v : yf) clipped += v == 0.0f;
+          CHECK(clipped > y_size / 4);
+          CHECK(clipped < 3 * y_size / 4);
+          CHECK(max_relative_difference(yf, r) < 1e-6);
+          if (want_dx) CHECK(max_relative_difference(dxf, dx) < 1e-5);
+          CHECK(max_relative_difference(gwf, gw) < 1e-5);
+          CHECK(max_relative_difference(gbf, gb) < 1e-5);
+        }
+      }
+    }
+  }
+  set_num_threads(2);
+}
+
+TEST_CASE("Sequential fuses a ReLU after a Conv2d and computes the same network", "[sequential][fusion]") {
+  auto build = [](bool fusion) {
+    Sequential<float> net;
+    net.set_fusion(fusion);
+    net.add("conv1", Conv2d<float>(3, 8, 5));
+    net.add(ReLU<float>());
+    net.add(MaxPool2d<float>(2));
+    net.add("conv2", Conv2d<float>(8, 16, 5));
+    net.add(ReLU<float>());
+    net.add(ReLU<float>());  // a second ReLU has nothing to fuse into and runs as a layer
+    net.add(Flatten<float>());
+    net.add("fc", Linear<float>(16 * 2 * 2, 10));
+    net.reset_parameters(3);
+    net.set_needs_input_grad(true);
+    return net;
+  };
+  Sequential<float> fused = build(true), apart = build(false);
+  CHECK(fused.is_fused(1));
+  CHECK(fused.is_fused(4));
+  CHECK_FALSE(fused.is_fused(5));
+  CHECK_FALSE(apart.is_fused(1));
+  CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).activation() == kernels::ConvActivation::relu);
+  CHECK(dynamic_cast<Conv2d<float>&>(apart[0]).activation() == kernels::ConvActivation::none);
+
+  Generator gen(5);
+  Tensor<float> x({4, 3, 16, 16}), dy({4, 10});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = float(gen.uniform(-1, 1));
+  for (std::int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = float(gen.uniform(-1, 1));
+  for (int step = 0; step < 2; ++step) {  // twice: buffers reused, gradients accumulated
+    const Tensor<float> yf = fused.forward(x), ya = apart.forward(x);
+    for (std::int64_t i = 0; i < yf.numel(); ++i) REQUIRE(yf.data()[i] == Approx(ya.data()[i]).margin(1e-5));
+    const Tensor<float> dxf = fused.backward(dy), dxa = apart.backward(dy);
+    for (std::int64_t i = 0; i < dxf.numel(); ++i) REQUIRE(dxf.data()[i] == Approx(dxa.data()[i]).margin(1e-5));
+  }
+  auto pf = fused.parameters(), pa = apart.parameters();
+  REQUIRE(pf.size() == pa.size());
+  for (std::size_t k = 0; k < pf.size(); ++k) {
+    INFO(pf[k].name);
+    for (std::int64_t i = 0; i < pf[k].grad.numel(); ++i)
+      REQUIRE(pf[k].grad.data()[i] == Approx(pa[k].grad.data()[i]).margin(1e-4));
+  }
+
+  // Switching fusion off restores separate layers.
+  fused.set_fusion(false);
+  CHECK_FALSE(fused.is_fused(1));
+  CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).activation() == kernels::ConvActivation::none);
+  fused.set_fusion(true);
+  CHECK(fused.is_fused(4));
+}
