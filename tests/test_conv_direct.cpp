@@ -10,7 +10,8 @@
 //     the weights, so the differences are exact up to double rounding);
 //   - the same gradients against the im2col + GEMM path.
 // The table holds shapes whose input gradient scatters and shapes whose input gradient gathers
-// (direct::prefer_scatter), and the test checks that it does.
+// (direct::prefer_scatter), shapes whose weight gradient runs by channel and by pixel
+// (direct::weight_gradient_by_channel_applies), and the test checks that it does.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -70,8 +71,9 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {4, 13, 3, 0, 2, 10, 8},   // 13 = 2*6 + 1 and 4*3 + 1
       {5, 2, 1, 0, 4, 5, 7},     // 1x1 kernel, 5 taps = 4 + 1
       {2, 4, 4, 1, 2, 8, 8},     // even kernel
+      {5, 24, 3, 0, 2, 7, 9},    // 24 = 16 + 8 channels, 45 = 7*6 + 3 taps: weight gradient by channel
   };
-  int scattered = 0, gathered = 0;
+  int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
@@ -79,6 +81,9 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       const int q = row.k - 1 - row.p;
       const bool scatter = kernels::direct::prefer_scatter({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, {row.c_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, row.k);
       ++(scatter ? scattered : gathered);
+      ++(kernels::direct::weight_gradient_by_channel_applies({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, row.k, row.c_out)
+             ? by_channel
+             : by_pixel);
       std::ostringstream what;
       what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on ("
            << row.n << ", " << row.c_in << ", " << row.h << ", " << row.w << "), " << threads << " threads";
@@ -147,16 +152,19 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
   }
   CHECK(scattered > 0);
   CHECK(gathered > 0);
+  CHECK(by_channel >= 2);
+  CHECK(by_pixel > 0);
   set_num_threads(2);
 }
 
 TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradients", "[conv2d][direct]") {
-  // (128 -> 128, 3x3): input gradient direct, weight gradient by im2col + GEMM;
+  // (128 -> 130, 3x3): input gradient direct, weight gradient by im2col + GEMM (130 channels do not
+  // fill vectors of 8, so the direct weight gradient would run by pixel);
   // (3 -> 32, 3x3): input gradient by im2col + GEMM, weight gradient direct.
   struct Row {
     int c_in, c_out, h;
   };
-  for (Row row : {Row{128, 128, 6}, Row{3, 32, 9}}) {
+  for (Row row : {Row{128, 130, 6}, Row{3, 32, 9}}) {
     const kernels::ConvGeometry g{row.c_in, row.h, row.h, 3, 1, 1};
     INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", 3, padding 1) on " << row.h << "x" << row.h);
     REQUIRE(kernels::direct_conv_supported<float>(g, row.c_out));

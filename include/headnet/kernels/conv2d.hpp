@@ -63,6 +63,7 @@ class Conv2dWorkspace {
   // 64-byte aligned, so that the direct kernels' vector loads of rows do not split cache lines.
   T* padded(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].padded, n); }
   T* extended(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].extended, n); }
+  T* transposed(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].transposed, n); }
   GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
   // Shared by all threads, filled before a parallel region: packed weights and tap offsets.
   T* packed_weight(std::int64_t n) { return grow(packed_weight_, n); }
@@ -74,7 +75,7 @@ class Conv2dWorkspace {
 
  private:
   struct Buffers {
-    std::vector<T> columns, gathered, partial_weight, padded, extended;
+    std::vector<T> columns, gathered, partial_weight, padded, extended, transposed;
     GemmWorkspace<T> gemm;
   };
   static T* grow(std::vector<T>& v, std::int64_t n) {
@@ -109,13 +110,14 @@ enum class ConvPass { forward, input_gradient, weight_gradient };
 // The automatic choice between the direct kernels and im2col + GEMM, pass by pass, where both can
 // run. From `headnet-conv-kernels --algorithm=direct|im2col_gemm` at batch 32, 2 threads (table in
 // docs/benchmarks.md): the direct kernels win the forward everywhere (1.1-3.4x) and the gradients of
-// layers with few channels; the GEMM wins the weight gradient of wide layers (128 and 256 channels,
-// 1152+ taps: the direct tile then sums too short a row per tap) and the input gradient when the
-// input has fewer channels than a direct tile (3 of 6) and many output channels.
+// layers with few channels; the GEMM wins the input gradient when the input has fewer channels
+// than a direct tile (3 of 6) and many output channels, and the weight gradient of wide layers
+// (128+ channels, 1024+ taps) unless their channels come in 8s, when the direct weight gradient
+// runs by channel (direct::weight_gradient_by_channel_applies) and wins.
 inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass) {
   switch (pass) {
     case ConvPass::input_gradient: return !(g.channels < 6 && C_out >= 32);
-    case ConvPass::weight_gradient: return !(C_out >= 128 && g.patch_size() >= 1024);
+    case ConvPass::weight_gradient: return C_out % 8 == 0 || !(C_out >= 128 && g.patch_size() >= 1024);
     default: return true;
   }
 }
@@ -190,6 +192,8 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // The input gradient scatters from dy_ext (built for the weight gradient anyway) or gathers
   // from dy padded by q, whichever does less work (prefer_scatter).
   const bool scatter = dx && prefer_scatter(in, grad, K);
+  const bool by_channel = grad_weight && weight_gradient_by_channel_applies(in, K, C_out);
+  const std::int64_t P = g.out_pixels();
   if (relu_output && dx && !scatter) throw std::logic_error("direct::conv2d_backward: a fused ReLU needs dy_ext");
   std::int64_t* grad_offsets = ws.offsets(1, R_grad);
   float* packed = nullptr;
@@ -209,8 +213,9 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     // im2col path).
     float* gw = nullptr;
     float* gb = nullptr;
+    // By pixel, gw is (C_out, R) like grad_weight; by channel, (R, C_out), transposed at the end.
     if (grad_weight) {
-      if (t == 0) {
+      if (t == 0 && !by_channel) {
         gw = grad_weight;
         gb = grad_bias;
       } else {
@@ -220,22 +225,33 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
       }
     }
     if (gw || scatter) {
-      // Groups of images whose padded inputs and extended dy fit in about 256 KiB (L2), so that
-      // each weight tile sums a whole group in registers while the group stays in cache.
-      const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = C_out * Ln;
-      const int group = int(std::max<std::int64_t>(1, (std::int64_t(256) << 10) / (4 * (xp_stride + dy_stride))));
-      float* xp = gw ? ws.padded(t, std::min(group, end - begin) * xp_stride) : nullptr;
-      float* dy_ext = ws.extended(t, std::min(group, end - begin) * dy_stride);
+      // Groups of images whose padded inputs and dy (extended or transposed) fit in about 256 KiB
+      // (L2), so that each weight tile sums a whole group in registers while the group stays in cache.
+      const bool extend = scatter || (gw && !by_channel), transpose = gw && by_channel;
+      const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = extend ? C_out * Ln : 0;
+      const std::int64_t dyT_stride = transpose ? round_up(C_out * P, 16) : 0;
+      const int group = int(std::max<std::int64_t>(
+          1, (std::int64_t(256) << 10) / (4 * ((gw ? xp_stride : 0) + dy_stride + dyT_stride))));
+      const int most = std::min(group, end - begin);
+      float* xp = gw ? ws.padded(t, most * xp_stride) : nullptr;
+      float* dy_ext = extend ? ws.extended(t, most * dy_stride) : nullptr;
+      float* dyT = transpose ? ws.transposed(t, most * dyT_stride) : nullptr;
       float* dxp = scatter ? ws.columns(t, in.size() + scatter_slack) : nullptr;
       for (int n0 = begin; n0 < end; n0 += group) {
         const int images = std::min(group, end - n0);
         for (int i = 0; i < images; ++i) {
+          const float* mask = relu_output ? relu_output + (n0 + i) * out_image : nullptr;
           if (gw)
             pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding, xp + i * xp_stride);
-          extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride, gb,
-                             relu_output ? relu_output + (n0 + i) * out_image : nullptr);
+          if (extend)
+            extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, dy_ext + i * dy_stride,
+                               transpose ? nullptr : gb, mask);
+          if (transpose) transpose_grad_output(C_out, P, dy + (n0 + i) * out_image, mask, dyT + i * dyT_stride, gb);
         }
-        if (gw) weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
+        if (gw && by_channel)
+          weight_gradient_by_channel(in, K, C_out, xp, xp_stride, dyT, dyT_stride, images, offsets, gw);
+        else if (gw)
+          weight_gradient(in, K, C_out, xp, xp_stride, dy_ext, dy_stride, images, offsets, gw);
         if (scatter)
           for (int i = 0; i < images; ++i)
             input_gradient_scatter(in, K, C_out, g.padding, dy_ext + i * dy_stride, packed, dxp,
@@ -252,9 +268,14 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     }
   });
   if (grad_weight) {
-    for (int t = 1; t < threads; ++t) {
+    for (int t = by_channel ? 0 : 1; t < threads; ++t) {
       const float* partial = ws.partial_weight(t, weight_size + C_out);
-      for (std::int64_t i = 0; i < weight_size; ++i) grad_weight[i] += partial[i];
+      if (by_channel) {
+        for (int co = 0; co < C_out; ++co)
+          for (std::int64_t r = 0; r < R; ++r) grad_weight[co * R + r] += partial[r * C_out + co];
+      } else {
+        for (std::int64_t i = 0; i < weight_size; ++i) grad_weight[i] += partial[i];
+      }
       if (grad_bias)
         for (int co = 0; co < C_out; ++co) grad_bias[co] += partial[weight_size + co];
     }

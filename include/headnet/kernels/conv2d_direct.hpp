@@ -315,6 +315,119 @@ inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const fl
 }
 
 
+// The weight gradient with output channels along the vector instead of pixels, for layers whose
+// extended rows waste much (conv2 of both networks: 14-wide rows, 10 real pixels) and whose
+// output channels come in 8s:
+//   gradT[t][co] += sum_i sum_(oh, ow) xp_i[offset(t) + oh*Wp + ow] * dyT_i[oh*W_out + ow][co]
+// over real pixels only, with dyT the output gradient transposed to pixel-major (made by
+// transpose_grad_output). A tile is 6 taps x 16 channels (2 vectors): per pixel, 2 aligned loads of
+// dyT, 6 broadcasts of the input and 12 FMAs, and no horizontal sums at the end.
+template <int TB, int V>
+inline void weight_tile_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                   const float* dyT, std::int64_t dyT_stride, int images, int H_out, int W_out,
+                                   int Wp, int C_out, float* gradT) {
+  static_assert(TB >= 1 && TB <= 6 && (V == 1 || V == 2), "tile size");
+#define HEADNET_FOR_TAPS(M) M(0) M(1) M(2) M(3) M(4) M(5)
+#define HEADNET_DECLARE(j) __m256 acc##j##0 = _mm256_setzero_ps(), acc##j##1 = _mm256_setzero_ps();
+  HEADNET_FOR_TAPS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int i = 0; i < images; ++i, xp += xp_stride, dyT += dyT_stride) {
+#define HEADNET_SOURCE(j) const float* src##j = xp + offsets[TB > j ? j : 0];
+    HEADNET_FOR_TAPS(HEADNET_SOURCE)
+#undef HEADNET_SOURCE
+    const float* d = dyT;
+    for (int oh = 0; oh < H_out; ++oh) {
+      const std::int64_t row = std::int64_t(oh) * Wp;
+      for (int ow = 0; ow < W_out; ++ow, d += C_out) {
+        const std::int64_t p = row + ow;
+        __m256 d0 = _mm256_load_ps(d), d1 = V > 1 ? _mm256_load_ps(d + 8) : d0;
+        HEADNET_IN_REGISTER(d0);
+        HEADNET_IN_REGISTER(d1);
+#define HEADNET_FMA(j)                                              \
+  if constexpr (TB > j) {                                           \
+    const __m256 xj = _mm256_broadcast_ss(src##j + p);              \
+    acc##j##0 = _mm256_fmadd_ps(xj, d0, acc##j##0);                 \
+    if constexpr (V > 1) acc##j##1 = _mm256_fmadd_ps(xj, d1, acc##j##1); \
+  }
+        HEADNET_FOR_TAPS(HEADNET_FMA)
+#undef HEADNET_FMA
+      }
+    }
+  }
+#define HEADNET_STORE(j)                                                                          \
+  if constexpr (TB > j) {                                                                         \
+    float* g = gradT + j * C_out;                                                                 \
+    _mm256_storeu_ps(g, _mm256_add_ps(_mm256_loadu_ps(g), acc##j##0));                            \
+    if constexpr (V > 1) _mm256_storeu_ps(g + 8, _mm256_add_ps(_mm256_loadu_ps(g + 8), acc##j##1)); \
+  }
+  HEADNET_FOR_TAPS(HEADNET_STORE)
+#undef HEADNET_STORE
+#undef HEADNET_FOR_TAPS
+}
+
+template <int V>
+inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                    std::int64_t R, const float* dyT, std::int64_t dyT_stride, int images, int H_out,
+                                    int W_out, int Wp, int C_out, float* gradT) {
+  std::int64_t t = 0;
+  for (; t + grad_taps <= R; t += grad_taps)
+    weight_tile_by_channel<grad_taps, V>(xp, xp_stride, offsets + t, dyT, dyT_stride, images, H_out, W_out, Wp, C_out,
+                                         gradT + t * C_out);
+#define HEADNET_REST(n)                                                                                         \
+  case n:                                                                                                       \
+    weight_tile_by_channel<n, V>(xp, xp_stride, offsets + t, dyT, dyT_stride, images, H_out, W_out, Wp, C_out, \
+                                 gradT + t * C_out);                                                            \
+    break;
+  switch (R - t) {
+    HEADNET_REST(1) HEADNET_REST(2) HEADNET_REST(3) HEADNET_REST(4) HEADNET_REST(5)
+    default: break;
+  }
+#undef HEADNET_REST
+}
+
+// gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel). C_out
+// must be a multiple of 8; dyT rows 32-byte aligned.
+inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, const float* xp,
+                                       std::int64_t xp_stride, const float* dyT, std::int64_t dyT_stride, int images,
+                                       const std::int64_t* offsets, float* gradT) {
+  const std::int64_t R = in.channels * std::int64_t(K) * K;
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  int co = 0;
+  for (; co + 16 <= C_out; co += 16)
+    weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co, dyT_stride, images, H_out, W_out, in.width, C_out,
+                               gradT + co);
+  if (co < C_out)
+    weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co, dyT_stride, images, H_out, W_out, in.width, C_out,
+                               gradT + co);
+}
+
+// dy (C_out, P) -> dyT (P, C_out), masked by relu_output > 0 when given; adds the sums over P to
+// grad_bias when given.
+inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, const float* relu_output, float* dyT,
+                                  float* grad_bias) {
+  for (int co = 0; co < C_out; ++co) {
+    const float* src = dy + co * P;
+    const float* mask = relu_output ? relu_output + co * P : nullptr;
+    float sum = 0;
+    for (std::int64_t p = 0; p < P; ++p) {
+      const float v = mask && !(mask[p] > 0.0f) ? 0.0f : src[p];
+      dyT[p * C_out + co] = v;
+      sum += v;
+    }
+    if (grad_bias) grad_bias[co] += sum;
+  }
+}
+
+// Whether the weight gradient runs by channel (above) rather than by pixel (weight_gradient): when
+// the output channels fill whole vectors and there are enough taps to pay for transposing dy.
+// Measured at batch 32 (docs/benchmarks.md): by channel 103-125 GFLOP/s on the tutorial's conv2,
+// the wide conv2 and the 3x3 layers (by pixel 69-114, im2col + GEMM 65-70 on the 128 and 256
+// ones), but 65 instead of 82 on the wide conv1, whose 75 taps do not pay for transposing its
+// 128 x 784 dy per image.
+inline bool weight_gradient_by_channel_applies(const PaddedGeometry& in, int K, int C_out) {
+  return C_out % 8 == 0 && in.channels * K * K >= 100;
+}
+
 // The input gradient by scattering, for layers whose input gradient as a "full" convolution would
 // mostly multiply padding: wide conv2 (14x14 -> 10x10, 5x5) gathers over dy padded to 18x18, twice
 // the products of the definition. Here each unfolded input row r = (c, kh, kw) receives
