@@ -11,7 +11,8 @@
 //   - the same gradients against the im2col + GEMM path.
 // The table holds shapes whose input gradient scatters and shapes whose input gradient gathers
 // (direct::prefer_scatter), shapes whose weight gradient runs by channel and by pixel
-// (direct::weight_gradient_by_channel_applies), and the test checks that it does.
+// (direct::weight_gradient_by_channel_applies), a by-channel forward with more than one chunk of
+// taps, and the test checks that it does.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -72,8 +73,9 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {5, 2, 1, 0, 4, 5, 7},     // 1x1 kernel, 5 taps = 4 + 1
       {2, 4, 4, 1, 2, 8, 8},     // even kernel
       {5, 24, 3, 0, 2, 7, 9},    // 24 = 16 + 8 channels, 45 = 7*6 + 3 taps: weight gradient by channel
+      {11, 8, 5, 0, 1, 7, 7},    // 275 taps: the by-channel forward's second chunk of taps
   };
-  int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0;
+  int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0, forward_by_channel = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
@@ -81,6 +83,8 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       const int q = row.k - 1 - row.p;
       const bool scatter = kernels::direct::prefer_scatter({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, {row.c_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, row.k);
       ++(scatter ? scattered : gathered);
+      forward_by_channel += kernels::direct::forward_by_channel_applies({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, row.k, row.c_out) &&
+                            row.c_in * row.k * row.k > kernels::direct::forward_chunk_taps;
       ++(kernels::direct::weight_gradient_by_channel_applies({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, row.k, row.c_out)
              ? by_channel
              : by_pixel);
@@ -154,6 +158,7 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
   CHECK(gathered > 0);
   CHECK(by_channel >= 2);
   CHECK(by_pixel > 0);
+  CHECK(forward_by_channel > 0);
   set_num_threads(2);
 }
 

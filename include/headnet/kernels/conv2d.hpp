@@ -64,6 +64,12 @@ class Conv2dWorkspace {
   T* padded(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].padded, n); }
   T* extended(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].extended, n); }
   T* transposed(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].transposed, n); }
+  T* gathered_aligned(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].gathered, n); }
+  std::int64_t* pixel_bases(int thread, std::int64_t n) {
+    auto& v = per_thread_[std::size_t(thread)].pixel_bases;
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
   GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
   // Shared by all threads, filled before a parallel region: packed weights and tap offsets.
   T* packed_weight(std::int64_t n) { return grow(packed_weight_, n); }
@@ -76,6 +82,7 @@ class Conv2dWorkspace {
  private:
   struct Buffers {
     std::vector<T> columns, gathered, partial_weight, padded, extended, transposed;
+    std::vector<std::int64_t> pixel_bases;
     GemmWorkspace<T> gemm;
   };
   static T* grow(std::vector<T>& v, std::int64_t n) {
@@ -158,19 +165,31 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
   const int K = g.kernel_size;
   const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
   const std::int64_t R = g.patch_size(), L = extended_length(in, K), out_image = C_out * g.out_pixels();
+  const bool by_channel = forward_by_channel_applies(in, K, C_out);
   const int blocks = (C_out + forward_channels - 1) / forward_channels;
-  float* packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R);
-  pack_forward_weights(weight, C_out, R, packed);
+  float* packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R + 16);
+  // 32-byte aligned: the by-channel tile loads its weights with aligned loads.
+  packed = reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(packed) + 31) & ~std::uintptr_t(31));
+  if (by_channel)
+    pack_forward_weights_by_channel(weight, C_out, R, packed);
+  else
+    pack_forward_weights(weight, C_out, R, packed);
   std::int64_t* offsets = ws.offsets(0, R);
   tap_offsets(in, K, offsets);
   ws.prepare(std::min(num_threads(), std::max(N, 1)));
   detail::for_each_image_range(N, [&](int t, int begin, int end) {
-    float* y_ext = ws.extended(t, forward_channels * L);
+    float* y_ext = by_channel ? nullptr : ws.extended(t, forward_channels * L);
+    std::int64_t* base = by_channel ? ws.pixel_bases(t, g.out_pixels()) : nullptr;
+    float* acc = by_channel ? ws.gathered_aligned(t, 96 * forward_tiles_by_channel(g.out_pixels())) : nullptr;
     float* xp = g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr;
     for (int n = begin; n < end; ++n) {
       const float* image = x + std::int64_t(n) * g.image_size();
       if (xp) pad_image(image, g.channels, g.height, g.width, g.padding, xp);
-      forward_image(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, y_ext, relu);
+      if (by_channel)
+        forward_image_by_channel(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, base, acc,
+                                 relu);
+      else
+        forward_image(in, K, C_out, xp ? xp : image, packed, offsets, bias, y + n * out_image, y_ext, relu);
     }
   });
 }
