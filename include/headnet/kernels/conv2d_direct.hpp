@@ -420,12 +420,12 @@ inline bool forward_by_channel_applies(const PaddedGeometry& in, int K, int C_ou
 }
 
 // The weight gradient with output channels along the vector instead of pixels, for layers whose
-// extended rows waste much (conv2 of both networks: 14-wide rows, 10 real pixels) and whose
-// output channels come in 8s:
+// output channels come in 8s. It computes real pixels only (the extended rows of both networks'
+// conv2 are 14 wide for 10 real pixels) and needs no horizontal sums:
 //   gradT[t][co] += sum_i sum_(oh, ow) xp_i[offset(t) + oh*Wp + ow] * dyT_i[oh*W_out + ow][co]
 // over real pixels only, with dyT the output gradient transposed to pixel-major (made by
-// transpose_grad_output). A tile is 6 taps x 16 channels (2 vectors): per pixel, 2 aligned loads of
-// dyT, 6 broadcasts of the input and 12 FMAs, and no horizontal sums at the end.
+// transpose_grad_output, in blocks of 16 channels). A tile is 6 taps x 16 channels (2 vectors): per
+// pixel, 2 aligned loads of dyT, 6 broadcasts of the input and 12 FMAs.
 template <int TB, int V>
 inline void weight_tile_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
                                    const float* dyT, std::int64_t dyT_stride, int images, int H_out, int W_out,
@@ -442,7 +442,7 @@ inline void weight_tile_by_channel(const float* xp, std::int64_t xp_stride, cons
     const float* d = dyT;
     for (int oh = 0; oh < H_out; ++oh) {
       const std::int64_t row = std::int64_t(oh) * Wp;
-      for (int ow = 0; ow < W_out; ++ow, d += C_out) {
+      for (int ow = 0; ow < W_out; ++ow, d += 8 * V) {
         const std::int64_t p = row + ow;
         __m256 d0 = _mm256_load_ps(d), d1 = V > 1 ? _mm256_load_ps(d + 8) : d0;
         HEADNET_IN_REGISTER(d0);
@@ -496,20 +496,25 @@ inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_ou
                                        const std::int64_t* offsets, float* gradT) {
   const std::int64_t R = in.channels * std::int64_t(K) * K;
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t P = std::int64_t(H_out) * W_out;
   int co = 0;
   for (; co + 16 <= C_out; co += 16)
-    weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co, dyT_stride, images, H_out, W_out, in.width, C_out,
-                               gradT + co);
+    weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
+                               C_out, gradT + co);
   if (co < C_out)
-    weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co, dyT_stride, images, H_out, W_out, in.width, C_out,
-                               gradT + co);
+    weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
+                               C_out, gradT + co);
 }
 
-// dy (C_out, P) -> dyT (P, C_out), masked by relu_output > 0 when given; adds the sums over P to
+// dy (C_out, P) -> dyT (P, C_out) in blocks of 16 channels, masked by relu_output > 0 when given; adds the sums over P to
 // grad_bias when given. In 8 x 8 blocks through registers: a scalar transpose of the wide conv1's
 // 128 x 784 dy per image cost more than the by-channel tile saved.
 inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, const float* relu_output, float* dyT,
                                   float* grad_bias) {
+  // Blocks of 16 channels (8 for a last block of 8): block b holds (P, 16) from dyT + 16 b P, so
+  // that a tile reads its channels as one contiguous stream.
+  auto width = [&](int co) { return std::min(16, C_out - co / 16 * 16); };
+  auto at = [&](std::int64_t p, int co) { return dyT + std::int64_t(co / 16 * 16) * P + p * width(co) + co % 16; };
   int co0 = 0;
   for (; co0 + 8 <= C_out; co0 += 8) {
     __m256 sums[8];
@@ -535,15 +540,16 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
       const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
       const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
       const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      float* out = dyT + p0 * C_out + co0;
-      _mm256_store_ps(out + 0 * C_out, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_store_ps(out + 1 * C_out, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_store_ps(out + 2 * C_out, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_store_ps(out + 3 * C_out, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_store_ps(out + 4 * C_out, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_store_ps(out + 5 * C_out, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_store_ps(out + 6 * C_out, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_store_ps(out + 7 * C_out, _mm256_permute2f128_ps(u3, u7, 0x31));
+      float* out = at(p0, co0);
+      const std::int64_t ld = width(co0);
+      _mm256_store_ps(out + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_store_ps(out + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_store_ps(out + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_store_ps(out + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_store_ps(out + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_store_ps(out + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_store_ps(out + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_store_ps(out + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
     }
     for (int c = 0; c < 8; ++c) {
       float sum = horizontal_sum(sums[c]);
@@ -551,7 +557,7 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
       const float* mask = relu_output ? relu_output + (co0 + c) * P : nullptr;
       for (std::int64_t p = p0; p < P; ++p) {
         const float v = mask && !(mask[p] > 0.0f) ? 0.0f : src[p];
-        dyT[p * C_out + co0 + c] = v;
+        *at(p, co0 + c) = v;
         sum += v;
       }
       if (grad_bias) grad_bias[co0 + c] += sum;
@@ -563,7 +569,7 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
     float sum = 0;
     for (std::int64_t p = 0; p < P; ++p) {
       const float v = mask && !(mask[p] > 0.0f) ? 0.0f : src[p];
-      dyT[p * C_out + co] = v;
+      *at(p, co) = v;
       sum += v;
     }
     if (grad_bias) grad_bias[co] += sum;
@@ -571,13 +577,11 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
 }
 
 // Whether the weight gradient runs by channel (above) rather than by pixel (weight_gradient): when
-// the output channels fill whole vectors and there are enough taps to pay for transposing dy.
-// Measured at batch 32 (docs/benchmarks.md): by channel 103-125 GFLOP/s on the tutorial's conv2,
-// the wide conv2 and the 3x3 layers (by pixel 69-114, im2col + GEMM 65-70 on the 128 and 256
-// ones), but 65 instead of 82 on the wide conv1, whose 75 taps do not pay for transposing its
-// 128 x 784 dy per image.
-inline bool weight_gradient_by_channel_applies(const PaddedGeometry& in, int K, int C_out) {
-  return C_out % 8 == 0 && in.channels * K * K >= 100;
+// the output channels fill whole vectors. Measured at batch 32, 2 threads (docs/benchmarks.md): by
+// channel 111-135 GFLOP/s on the wide conv1 and conv2, the tutorial's conv2 and the 3x3 layers,
+// where by pixel gave 69-114 and im2col + GEMM 65-70 on the 128 and 256 ones.
+inline bool weight_gradient_by_channel_applies(const PaddedGeometry& /*in*/, int /*K*/, int C_out) {
+  return C_out % 8 == 0;
 }
 
 // The input gradient by scattering, for layers whose input gradient as a "full" convolution would
