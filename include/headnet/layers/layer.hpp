@@ -63,6 +63,8 @@ class Layer {
   // Fusion, used by Sequential: fuse_next(next) makes this layer compute `next` as part of its own
   // output (Conv2d takes a following ReLU: y = max(conv(x) + b, 0), one pass over the activations
   // instead of three) and says whether it did; Sequential then skips `next`. unfuse() undoes it.
+  // Only an idempotent `next` may be fused (relu(relu(y)) = relu(y)), so that code walking the
+  // layers one by one (the trainer's NaN diagnosis) still computes the same values.
   virtual bool fuse_next(const Layer<T>& /*next*/) { return false; }
   virtual void unfuse() {}
 
