@@ -52,7 +52,7 @@ double stdev(const std::vector<double>& v) {
   return std::sqrt(s / double(v.size() - 1));  // sample standard deviation
 }
 
-std::string fixed(double v, int decimals = 2) { return headnet::viz::detail::format(v, decimals); }
+std::string fixed(double v, int decimals = 2) { return headnet::viz::fixed(v, decimals); }
 
 std::vector<Variant> variants_from_config(const std::string& path, const Recipe& base, int& seeds) {
   std::ifstream in(path);
@@ -151,7 +151,6 @@ int main(int argc, char** argv) {
     for (const auto& v : variants) total_work += flops_per_image(v.recipe) * v.recipe.epochs * seeds;
     const auto start = std::chrono::steady_clock::now();
     int done = 0;
-    Progress progress(true);
     for (auto& v : variants) {
       for (int s = 0; s < seeds; ++s) {
         Recipe r = v.recipe;
@@ -165,13 +164,13 @@ int main(int argc, char** argv) {
         try {
           headnet::manual_seed(r.seed);
           auto net = headnet::models::tutorial_net<float>(r.conv1, r.conv2);
-          RunResult result = train_and_evaluate(r, train, test, net, nullptr, progress,
-                                                "[" + std::to_string(done + 1) + "/" + std::to_string(total_runs) + "] ");
+          RunOptions run;
+          run.progress_prefix = "[" + std::to_string(done + 1) + "/" + std::to_string(total_runs) + "] ";
+          RunResult result = train_and_evaluate(r, train, test, net, run);
           std::printf("  test accuracy %.2f%%, %.1f s, %.0f images/s\n", result.test.accuracy, result.train_seconds,
                       result.images_per_second);
           v.runs.push_back(result);
         } catch (const std::exception& e) {
-          progress.clear();
           std::printf("  FAILED: %s\n", e.what());
           v.failures.push_back("seed " + std::to_string(r.seed) + ": " + e.what());
         }

@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   std::string out_dir = "runs/tutorial";
   std::string load_file;
   std::string resume_dir;
-  CheckpointOptions checkpoints;
+  RunOptions run;
   bool quiet = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches (or their cifar-10-batches-bin/ parent)")
       ->capture_default_str();
@@ -41,12 +41,12 @@ int main(int argc, char** argv) {
   app.add_option("--out", out_dir, "Folder for results.json, the charts and model.safetensors")->capture_default_str();
   app.add_option("--load", load_file, "Evaluate the weights in this safetensors file instead of training")
       ->check(CLI::ExistingFile);
-  app.add_option("--checkpoint-every", checkpoints.every,
+  app.add_option("--checkpoint-every", run.checkpoint_every,
                  "Steps between checkpoints in --out (0: only at the end of each epoch)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--resume", resume_dir, "Continue the run whose --out folder this is, from its last checkpoint")
       ->check(CLI::ExistingDirectory)->excludes("--load");
-  app.add_option("--debug-kill-at-step", checkpoints.kill_at_step,
+  app.add_option("--debug-kill-at-step", run.kill_at_step,
                  "Testing only: kill the process with SIGKILL after this many steps")
       ->group("");  // hidden from --help
   app.add_flag("--quiet", quiet, "No progress line");
@@ -75,7 +75,13 @@ int main(int argc, char** argv) {
       if (file.metadata.count("conv1")) recipe.conv1 = std::stoi(file.metadata.at("conv1"));
       if (file.metadata.count("conv2")) recipe.conv2 = std::stoi(file.metadata.at("conv2"));
       auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
-      headnet::io::load_safetensors(load_file, net.parameters());
+      try {
+        net.load_state_dict(headnet::io::load_safetensors<float>(load_file));
+      } catch (const headnet::DataError&) {
+        throw;
+      } catch (const headnet::Error& e) {
+        throw headnet::DataError("'" + load_file + "' does not fit the network: " + e.what());
+      }
       const Evaluation e = evaluate(net, test, recipe.eval_batch);
       std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(e.accuracy));
       for (int c = 0; c < 10; ++c)
@@ -88,15 +94,13 @@ int main(int argc, char** argv) {
     }
 
     const ImageSet train = headnet::data::read_cifar10_train(folder);
-    TrainState state;
-    std::string resume_from;
     if (!resume_dir.empty()) {
-      resume_from = resume_dir + "/checkpoint.safetensors";
-      if (!std::filesystem::exists(resume_from)) {
+      run.resume_from = resume_dir + "/checkpoint.safetensors";
+      if (!std::filesystem::exists(run.resume_from)) {
         throw headnet::DataError("--resume " + resume_dir + ": no checkpoint.safetensors there");
       }
       const int threads_given = recipe.threads;
-      recipe = checkpoint_recipe(resume_from);  // the run continues with its own recipe
+      recipe = checkpoint_recipe(run.resume_from);  // the run continues with its own recipe
       if (recipe.threads != threads_given) {
         std::printf("Resuming with the run's %d threads (results are bit-identical only for the same count)\n",
                     recipe.threads);
@@ -105,30 +109,24 @@ int main(int argc, char** argv) {
     }
     headnet::manual_seed(recipe.seed);
     auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
-    headnet::SGD<float> sgd(net.parameters(), headnet::SGDOptions(recipe.lr).momentum(recipe.momentum));
-    if (!resume_from.empty()) {
-      state = load_checkpoint(resume_from, net, sgd);
-      std::printf("Resuming %s at epoch %d, step %lld\n", resume_from.c_str(), state.epoch + 1, (long long)state.step);
-    }
     std::printf("headnet %s, %d threads, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
                 (unsigned long long)recipe.seed, net.summary({recipe.batch, 3, 32, 32}).c_str());
     std::fflush(stdout);
 
-    checkpoints.path = out_dir + "/checkpoint.safetensors";
-    Progress progress(!quiet);
-    const RunResult r = train_and_evaluate(recipe, train, test, net,
-                                           [](const std::string& line) {
-                                             std::printf("%s\n", line.c_str());
-                                             std::fflush(stdout);
-                                           },
-                                           progress, "", checkpoints, state, &sgd);
+    run.checkpoint_path = out_dir + "/checkpoint.safetensors";
+    run.progress = !quiet;
+    run.log = [](const std::string& line) {
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    const RunResult r = train_and_evaluate(recipe, train, test, net, run);
     std::printf("Finished Training in %.1f s (%.0f images/s)\n", r.train_seconds, r.images_per_second);
     std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(r.test.accuracy));
     for (int c = 0; c < 10; ++c)
       std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
                   r.test.class_accuracy[std::size_t(c)]);
 
-    headnet::io::save_safetensors(out_dir + "/model.safetensors", net.parameters(),
+    headnet::io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(),
                                   {{"format", "pt"},
                                    {"conv1", std::to_string(recipe.conv1)},
                                    {"conv2", std::to_string(recipe.conv2)},

@@ -6,8 +6,7 @@ Usage: pytorch_interop.py FIXTURE_FOLDER (made by pytorch_interop_fixture). Exit
 with the standard library, as the format is simple, because Debian has no python3-safetensors;
 with the safetensors package a user would call safetensors.torch.load_file instead.
 """
-import json
-import struct
+import os
 import sys
 
 try:
@@ -18,6 +17,9 @@ except ImportError:
     print("SKIPPED: PyTorch is not installed (Debian: apt-get install python3-torch); "
           "headnet's weights were not checked against PyTorch")
     sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import load_safetensors  # noqa: E402
 
 
 class Net(nn.Module):  # verbatim from the PyTorch "Training a Classifier" tutorial
@@ -38,22 +40,6 @@ class Net(nn.Module):  # verbatim from the PyTorch "Training a Classifier" tutor
         x = F.relu(self.fc2(x))
         x = self.fc3(x)
         return x
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    tensors = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        assert info["dtype"] == "F32", info
-        begin, end = info["data_offsets"]
-        tensors[name] = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.float32).reshape(info["shape"])
-    return tensors
 
 
 folder = sys.argv[1]

@@ -13,6 +13,8 @@
 #include <headnet/headnet.hpp>
 #include <headnet/models/tutorial_net.hpp>
 
+#include "residual_model.hpp"
+
 namespace {
 std::atomic<long> allocations{0};
 std::atomic<bool> counting{false};
@@ -105,5 +107,37 @@ TEST_CASE("A warm training step allocates nothing", "[allocations]") {
         CHECK(allocations.load() == 0);
       }
     }
+  }
+}
+
+TEST_CASE("A warm training step of a residual network with BatchNorm allocates nothing", "[allocations]") {
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    manual_seed(0);
+    auto net = headnet_test::residual_test_model<float>();
+    net.set_needs_input_grad(false);
+    AdamW<float> adamw(net.parameters(), AdamWOptions(0.01));
+    CosineAnnealingLR<float> schedule(adamw, 100);
+    CrossEntropyLoss<float> criterion;
+    Tensor<float> images({16, 3, 8, 8});
+    Generator gen(1);
+    for (float& v : images) v = float(gen.uniform(-1, 1));
+    std::vector<std::int32_t> labels(16);
+    for (int i = 0; i < 16; ++i) labels[std::size_t(i)] = i % 10;
+    auto step = [&] {
+      adamw.zero_grad();
+      criterion.forward(net.forward(images), labels);
+      net.backward(criterion.backward());
+      adamw.step();
+      schedule.step();
+      net.zero_grad();  // the model's own zero_grad too: its gradient list is gathered once
+    };
+    for (int i = 0; i < 3; ++i) step();
+    allocations = 0;
+    counting = true;
+    for (int i = 0; i < 5; ++i) step();
+    counting = false;
+    INFO(threads << " threads");
+    CHECK(allocations.load() == 0);
   }
 }

@@ -26,6 +26,7 @@
 #include "headnet/core/error.hpp"
 #include "headnet/core/random.hpp"
 #include "headnet/core/tensor.hpp"
+#include "headnet/data/loader.hpp"
 
 namespace headnet {
 namespace data {
@@ -141,7 +142,7 @@ struct Normalization {
 
 // Draws batches from an ImageSet, in a shuffled order when asked, converting them to float into a
 // tensor it owns and reuses. Same seed, same order, epoch after epoch.
-class BatchLoader {
+class BatchLoader : public Loader {
  public:
   BatchLoader(const ImageSet& set, int batch_size, bool shuffle, std::uint64_t seed,
               Normalization normalization = Normalization::tutorial())
@@ -159,17 +160,19 @@ class BatchLoader {
   static Generator initial_generator(std::uint64_t seed) { return Generator(seed, Generator::data_order); }
 
   // Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
-  void start_epoch() {
+  void start_epoch() override {
+    epoch_generator_ = generator_.state();
     for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<std::int64_t>(i);
     if (shuffle_) generator_.shuffle(order_.begin(), order_.end());
     position_ = 0;
   }
 
-  std::int64_t batches_per_epoch() const { return (set_->size() + batch_size_ - 1) / batch_size_; }
+  std::int64_t size() const override { return set_->size(); }
+  std::int64_t batches_per_epoch() const override { return (set_->size() + batch_size_ - 1) / batch_size_; }
 
   // Fills the next batch; false at the end of the epoch. The last batch may be smaller.
   // images: (B, 3, 32, 32), a view of the loader's buffer valid until the next call.
-  bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) {
+  bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) override {
     if (position_ >= set_->size()) return false;
     const std::int64_t b = std::min<std::int64_t>(batch_size_, set_->size() - position_);
     buffer_.resize({b, Cifar10::channels, Cifar10::height, Cifar10::width});
@@ -193,7 +196,13 @@ class BatchLoader {
   // Skips the next `batches` batches of this epoch without converting them (to resume mid-epoch).
   void skip(std::int64_t batches) { position_ = std::min(set_->size(), position_ + batches * batch_size_); }
 
-  // Generator and position: what a checkpoint saves to resume mid-epoch.
+  LoaderState state() const override { return {epoch_generator_, position_}; }
+  void set_state(const LoaderState& state) override {
+    generator_.set_state(state.epoch_generator);
+    start_epoch();
+    position_ = std::max<std::int64_t>(0, std::min(set_->size(), state.position));
+  }
+
   Generator& generator() { return generator_; }
   std::int64_t position() const { return position_; }
 
@@ -202,6 +211,7 @@ class BatchLoader {
   int batch_size_;
   bool shuffle_;
   Generator generator_;
+  Generator::State epoch_generator_{};  // before the current epoch's shuffle
   std::vector<std::int64_t> order_;
   std::int64_t position_ = 0;
   std::array<std::array<float, 256>, 3> lookup_{};

@@ -3,8 +3,9 @@
 // Format (https://github.com/huggingface/safetensors): an 8-byte little-endian header length N, a
 // JSON header of N bytes, {"name": {"dtype": "F32", "shape": [6, 3, 5, 5], "data_offsets": [b, e]},
 // ..., "__metadata__": {"key": "string"}}, then the raw little-endian tensor bytes, offsets relative
-// to the end of the header. Tensors are named as Sequential::parameters() names them, which for
-// models::tutorial_net is exactly the PyTorch tutorial's state_dict.
+// to the end of the header. A model's file holds its state_dict() (Layer::state_dict: parameters
+// and buffers under PyTorch's names), so PyTorch's load_state_dict takes it for the same module
+// tree; whole-number buffers (num_batches_tracked) are stored as I64, as PyTorch keeps them.
 //
 // Saving is atomic: the file is written beside its destination, flushed to disk, then renamed over
 // it, so a crash mid-write leaves any previous file whole.
@@ -29,6 +30,7 @@
 #include <nlohmann/json.hpp>
 
 #include "headnet/core/error.hpp"
+#include "headnet/core/state_dict.hpp"
 #include "headnet/layers/layer.hpp"
 
 namespace headnet {
@@ -36,7 +38,7 @@ namespace io {
 
 // One tensor's entry in a safetensors header.
 struct TensorRecord {
-  std::string dtype;  // "F32" or "F64"
+  std::string dtype;  // "F32", "F64" or "I64"
   std::vector<std::int64_t> shape;
   std::uint64_t begin = 0, end = 0;  // byte offsets into the data section
 };
@@ -60,6 +62,10 @@ struct SafetensorsFile {
         float f;
         std::memcpy(&f, src + 4 * i, 4);
         out[i] = static_cast<T>(f);
+      } else if (r.dtype == "I64") {
+        std::int64_t v;
+        std::memcpy(&v, src + 8 * i, 8);
+        out[i] = static_cast<T>(v);
       } else {
         double d;
         std::memcpy(&d, src + 8 * i, 8);
@@ -70,6 +76,10 @@ struct SafetensorsFile {
   }
 };
 
+// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename, fsync of
+// the folder. A crash mid-write leaves any previous file whole.
+inline void write_file_atomically(const std::string& path, const std::string& bytes);
+
 namespace detail {
 
 inline std::string shape_string(const std::vector<std::int64_t>& shape) {
@@ -78,8 +88,8 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
   return s + ")";
 }
 
-// Writes `bytes` to `path` atomically: temporary file in the same folder, fsync, rename, fsync of
-// the folder.
+}  // namespace detail
+
 inline void write_file_atomically(const std::string& path, const std::string& bytes) {
   const std::string temporary = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -115,11 +125,10 @@ inline void write_file_atomically(const std::string& path, const std::string& by
   }
 }
 
-}  // namespace detail
-
-// Saves named tensors (for example Sequential::parameters()) as F32 (float) or F64 (double).
+// Saves a state dict (Layer::state_dict()) as F32 (float) or F64 (double) tensors, entries marked
+// integer as I64.
 template <typename T>
-void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& tensors,
+void save_safetensors(const std::string& path, const StateDict<T>& tensors,
                       const std::map<std::string, std::string>& metadata = {}) {
   static_assert(sizeof(T) == 4 || sizeof(T) == 8, "float or double");
   nlohmann::json header = nlohmann::json::object();
@@ -128,8 +137,10 @@ void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& 
     if (header.contains(t.name)) throw Error("save_safetensors: duplicate tensor name '" + t.name + "'");
     std::vector<std::int64_t> shape;
     for (int d = 0; d < t.value.rank(); ++d) shape.push_back(t.value.size(d));
-    const std::uint64_t bytes = std::uint64_t(t.value.numel()) * sizeof(T);
-    header[t.name] = {{"dtype", sizeof(T) == 4 ? "F32" : "F64"}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
+    const std::uint64_t bytes = std::uint64_t(t.value.numel()) * (t.integer ? 8 : sizeof(T));
+    header[t.name] = {{"dtype", t.integer ? "I64" : sizeof(T) == 4 ? "F32" : "F64"},
+                      {"shape", shape},
+                      {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -141,11 +152,31 @@ void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& 
   std::uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) file += static_cast<char>((n >> (8 * i)) & 0xFF);  // little-endian
   file += text;
-  for (const auto& t : tensors) file.append(reinterpret_cast<const char*>(t.value.data()), std::size_t(t.value.numel()) * sizeof(T));
-  detail::write_file_atomically(path, file);
+  for (const auto& t : tensors) {
+    if (!t.integer) {
+      file.append(reinterpret_cast<const char*>(t.value.data()), std::size_t(t.value.numel()) * sizeof(T));
+      continue;
+    }
+    for (const T v : t.value) {
+      const auto whole = static_cast<std::int64_t>(std::llround(v));
+      file.append(reinterpret_cast<const char*>(&whole), 8);
+    }
+  }
+  write_file_atomically(path, file);
+}
+// Saves named parameters (Layer::parameters()): the parameters alone, without buffers.
+template <typename T>
+void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {}) {
+  StateDict<T> dict;
+  for (const auto& t : tensors) {
+    if (dict.contains(t.name)) throw Error("save_safetensors: duplicate tensor name '" + t.name + "'");
+    dict.add(t.name, t.value);
+  }
+  save_safetensors(path, dict, metadata);
 }
 
-// Parses and validates the bytes of a safetensors file (F32 and F64 tensors only); `path` names it
+// Parses and validates the bytes of a safetensors file (F32, F64 and I64 tensors); `path` names it
 // in error messages.
 inline SafetensorsFile parse_safetensors(const unsigned char* bytes, std::size_t size, const std::string& path) {
   auto fail = [&](const std::string& what) { return DataError("safetensors: '" + path + "': " + what); };
@@ -190,7 +221,9 @@ inline SafetensorsFile parse_safetensors(const unsigned char* bytes, std::size_t
     }
     TensorRecord r;
     r.dtype = entry["dtype"].get<std::string>();
-    if (r.dtype != "F32" && r.dtype != "F64") throw bad("dtype " + r.dtype + " is not supported (F32 or F64 expected)");
+    if (r.dtype != "F32" && r.dtype != "F64" && r.dtype != "I64") {
+      throw bad("dtype " + r.dtype + " is not supported (F32, F64 or I64 expected)");
+    }
     std::uint64_t count = 1;
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_unsigned()) throw bad("shape has an entry that is not a non-negative integer");
@@ -275,6 +308,40 @@ void load_safetensors(const SafetensorsFile& file, const std::vector<Parameter<T
 template <typename T>
 void load_safetensors(const std::string& path, const std::vector<Parameter<T>>& parameters) {
   load_safetensors(read_safetensors(path), parameters);
+}
+
+// Every tensor of a file as a state dict of new tensors, in the file's order of data offsets;
+// DataError naming the file and the tensor for a non-finite value or a shape of rank above 4.
+template <typename T>
+StateDict<T> to_state_dict(const SafetensorsFile& file) {
+  std::vector<std::pair<std::uint64_t, std::string>> order;
+  for (const auto& t : file.tensors) order.push_back({t.second.begin, t.first});
+  std::sort(order.begin(), order.end());
+  StateDict<T> dict;
+  for (const auto& entry : order) {
+    const std::string& name = entry.second;
+    const TensorRecord& r = file.tensors.at(name);
+    auto fail = [&](const std::string& what) { return DataError("safetensors: '" + file.path + "': tensor '" + name + "' " + what); };
+    if (r.shape.size() > std::size_t(Shape::max_rank)) throw fail("has " + std::to_string(r.shape.size()) + " dimensions, at most 4 are supported");
+    Shape shape;
+    switch (r.shape.size()) {
+      case 1: shape = Shape{r.shape[0]}; break;
+      case 2: shape = Shape{r.shape[0], r.shape[1]}; break;
+      case 3: shape = Shape{r.shape[0], r.shape[1], r.shape[2]}; break;
+      case 4: shape = Shape{r.shape[0], r.shape[1], r.shape[2], r.shape[3]}; break;
+      default: break;
+    }
+    const std::vector<T> values = file.values<T>(name);
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (!std::isfinite(values[i])) throw fail("holds a non-finite value (" + std::to_string(values[i]) + ") at element " + std::to_string(i));
+    dict.add(name, Tensor<T>::from_vector(shape, values), r.dtype == "I64");
+  }
+  return dict;
+}
+// Reads a whole file as a state dict: model.load_state_dict(io::load_safetensors<float>(path)).
+template <typename T>
+StateDict<T> load_safetensors(const std::string& path) {
+  return to_state_dict<T>(read_safetensors(path));
 }
 
 }  // namespace io

@@ -39,7 +39,7 @@ class Conv2d : public Layer<T> {
       bias_ = Tensor<T>({out_channels});
       grad_bias_ = Tensor<T>(bias_.shape());
     }
-    reset_parameters(default_generator());
+    reset_own_parameters(default_generator());
   }
 
   std::string type() const override { return "Conv2d"; }
@@ -83,20 +83,22 @@ class Conv2d : public Layer<T> {
       grad_input_.resize(input_.shape());
       dx = grad_input_.data();
     }
+    // A frozen parameter's gradient is not computed at all (the kernels skip a null gradient).
     kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
-                             input_.data(), weight_.data(), dy.data(), dx, grad_weight_.data(),
-                             has_bias_ ? grad_bias_.data() : nullptr, workspace_, algorithm_,
+                             input_.data(), weight_.data(), dy.data(), dx,
+                             this->requires_grad("weight") ? grad_weight_.data() : nullptr,
+                             has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr, workspace_, algorithm_,
                              activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
-  std::vector<Parameter<T>> parameters() override {
+  std::vector<Parameter<T>> own_parameters() override {
     std::vector<Parameter<T>> p{{"weight", weight_, grad_weight_}};
     if (has_bias_) p.push_back({"bias", bias_, grad_bias_});
     return p;
   }
 
-  void reset_parameters(Generator& gen) override {
+  void reset_own_parameters(Generator& gen) override {
     init::pytorch_default(weight_, has_bias_ ? &bias_ : nullptr,
                           std::int64_t(in_channels_) * kernel_size_ * kernel_size_, gen);
   }

@@ -27,7 +27,7 @@ class Linear : public Layer<T> {
       bias_ = Tensor<T>({out_features});
       grad_bias_ = Tensor<T>(bias_.shape());
     }
-    reset_parameters(default_generator());
+    reset_own_parameters(default_generator());
   }
 
   std::string type() const override { return "Linear"; }
@@ -63,17 +63,18 @@ class Linear : public Layer<T> {
       dx = grad_input_.data();
     }
     kernels::linear_backward<T>(input_.size(0), in_features_, out_features_, input_.data(), weight_.data(), dy.data(),
-                                dx, grad_weight_.data(), has_bias_ ? grad_bias_.data() : nullptr, gemm_workspace_);
+                                dx, this->requires_grad("weight") ? grad_weight_.data() : nullptr,
+                                has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr, gemm_workspace_);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
-  std::vector<Parameter<T>> parameters() override {
+  std::vector<Parameter<T>> own_parameters() override {
     std::vector<Parameter<T>> p{{"weight", weight_, grad_weight_}};
     if (has_bias_) p.push_back({"bias", bias_, grad_bias_});
     return p;
   }
 
-  void reset_parameters(Generator& gen) override {
+  void reset_own_parameters(Generator& gen) override {
     init::pytorch_default(weight_, has_bias_ ? &bias_ : nullptr, in_features_, gen);
   }
 

@@ -6,10 +6,11 @@
 // - The first forward with a new input shape checks the whole chain before computing anything and
 //   throws ShapeError naming the layer: "layer 6 'fc1' (Linear): expects 400 input features, got 576
 //   (input (4, 576))". check(shape) does the same without data.
-// - Sequential is itself a Layer, so a block (a residual branch, say) can hold one.
-// - backward returns dx only after set_needs_input_grad(true): like a PyTorch input that does not
-//   require grad, the network's input gradient is not computed by default, which saves the first
-//   layer's largest product.
+// - Sequential is itself a Layer, so a block (a residual branch, say) can hold one; its layers are
+//   its children, so train/eval, names, state dicts and resets reach them (layer.hpp).
+// - backward returns dx like any layer. A network's input rarely needs a gradient: a model's root
+//   calls set_needs_input_grad(false) (models:: factories and the Trainer do), which saves the
+//   first layer's largest product; only the first layer is told, the others must pass dx on.
 // - Fusion: a layer may take over the one after it (Layer::fuse_next): a ReLU right after a Conv2d
 //   becomes part of the convolution's output, and forward and backward skip it. Results are the
 //   same (tests/test_fusion.cpp); the activations are not written, read and written again.
@@ -30,8 +31,6 @@ namespace headnet {
 template <typename T>
 class Sequential : public Layer<T> {
  public:
-  Sequential() { this->needs_input_grad_ = false; }
-
   // net.add("conv1", Conv2d<float>(3, 6, 5)) or net.add(ReLU<float>()); returns the stored layer.
   template <typename L, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<L>>::value>>
   std::decay_t<L>& add(std::string name, L&& layer) {
@@ -58,7 +57,7 @@ class Sequential : public Layer<T> {
     layers_.push_back({std::move(name), std::move(layer), false});
     if (fusion_) fuse_last();
     checked_input_shape_ = Shape();
-    parameters_cached_ = false;
+    this->forget_structure();
     return *layers_.back().layer;
   }
 
@@ -126,54 +125,22 @@ class Sequential : public Layer<T> {
   // Whether layer i is computed by the layer before it.
   bool is_fused(std::size_t i) const { return layers_.at(i).fused; }
 
-  std::vector<Parameter<T>> parameters() override {
-    std::vector<Parameter<T>> all;
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      for (auto& p : layers_[i].layer->parameters()) {
-        p.name = name(i) + "." + p.name;
-        all.push_back(std::move(p));
-      }
-    }
-    return all;
+  std::vector<Child<T>> children() override {
+    std::vector<Child<T>> kids;
+    for (std::size_t i = 0; i < layers_.size(); ++i) kids.push_back({name(i), layers_[i].layer.get()});
+    return kids;
   }
-
-  // Zeroes every parameter gradient. Uses a cached parameter list: no allocation per step.
-  void zero_grad() {
-    if (!parameters_cached_) {
-      cached_parameters_ = parameters();
-      parameters_cached_ = true;
-    }
-    for (auto& p : cached_parameters_) p.grad.zero();
-  }
-
-  void reset_parameters(Generator& gen) override {
-    for (auto& entry : layers_) entry.layer->reset_parameters(gen);
-  }
-  // Re-initialises every layer in order from a generator seeded with `seed`.
-  void reset_parameters(std::uint64_t seed) {
-    Generator gen(seed);
-    reset_parameters(gen);
-  }
-
-  void train(bool mode = true) override {
-    this->training_ = mode;
-    for (auto& entry : layers_) entry.layer->train(mode);
-  }
-
-  void set_needs_input_grad(bool needed) override {
-    this->needs_input_grad_ = needed;
-    if (!layers_.empty()) layers_.front().layer->set_needs_input_grad(needed);
-  }
+  // Only the first layer sees the network's input; every later one must pass dx on.
+  bool child_needs_input_grad(std::size_t index, bool needed) const override { return index == 0 ? needed : true; }
 
   // One line per layer with its output shape for the given input, and the parameter count.
-  std::string summary(const Shape& input) const {
+  std::string summary(const Shape& input) {
     std::string s;
     Shape shape = input;
     std::int64_t total = 0;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
       shape = layers_[i].layer->output_shape(shape);
-      std::int64_t count = 0;
-      for (auto& p : const_cast<Layer<T>&>(*layers_[i].layer).parameters()) count += p.value.numel();
+      const std::int64_t count = layers_[i].layer->parameter_count();
       total += count;
       s += "  " + name(i) + ": " + layers_[i].layer->describe() + " -> " + shape.str() +
            (count ? ", " + std::to_string(count) + " parameters" : "") + "\n";
@@ -196,8 +163,6 @@ class Sequential : public Layer<T> {
   std::vector<Entry> layers_;
   bool fusion_ = true;
   Shape checked_input_shape_;
-  std::vector<Parameter<T>> cached_parameters_;
-  bool parameters_cached_ = false;
 };
 
 }  // namespace headnet

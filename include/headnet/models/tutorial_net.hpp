@@ -32,6 +32,7 @@ Sequential<T> tutorial_net(int conv1_channels = 6, int conv2_channels = 16) {
   net.add("fc2", Linear<T>(120, 84));
   net.add(ReLU<T>());
   net.add("fc3", Linear<T>(84, 10));
+  net.set_needs_input_grad(false);  // a root model: nobody needs the gradient of the images
   return net;
 }
 

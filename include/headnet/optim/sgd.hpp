@@ -5,16 +5,14 @@
 //   if momentum != 0:  v = g on the first step, else v = momentum * v + (1 - dampening) * g
 //                      g = g + momentum * v  if nesterov,  else g = v
 //   p = p - lr * g
-// The optimiser holds handles to the parameters (from Sequential::parameters()), so it updates the
-// network in place; its velocity buffers are allocated once, on construction.
+// with each parameter group's own options. Momentum buffers are allocated once, on construction.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "headnet/core/error.hpp"
-#include "headnet/layers/layer.hpp"
+#include "headnet/optim/optimizer.hpp"
 
 namespace headnet {
 
@@ -38,67 +36,75 @@ struct SGDOptions {
 };
 
 template <typename T>
-class SGD {
+class SGD : public Optimizer<T> {
  public:
-  SGD(std::vector<Parameter<T>> parameters, const SGDOptions& options)
-      : parameters_(std::move(parameters)), options_(options) {
-    if (!(options.lr() >= 0)) throw Error("SGD: learning rate must be >= 0, got " + std::to_string(options.lr()));
-    if (!(options.momentum() >= 0)) throw Error("SGD: momentum must be >= 0, got " + std::to_string(options.momentum()));
-    if (!(options.weight_decay() >= 0)) {
-      throw Error("SGD: weight_decay must be >= 0, got " + std::to_string(options.weight_decay()));
-    }
-    if (options.nesterov() && (options.momentum() <= 0 || options.dampening() != 0)) {
-      throw Error("SGD: nesterov needs momentum > 0 and dampening = 0");
-    }
-    for (auto& p : parameters_) {
-      if (p.value.shape() != p.grad.shape()) {
-        throw ShapeError("SGD: parameter '" + p.name + "' has value " + p.value.shape().str() + " but gradient " +
-                         p.grad.shape().str());
-      }
-      velocity_.push_back(options.momentum() != 0 ? Tensor<T>(p.value.shape()) : Tensor<T>());
+  using Group = ParamGroup<T, SGDOptions>;
+
+  SGD(std::vector<Parameter<T>> parameters, const SGDOptions& options) : SGD(std::vector<Group>{{std::move(parameters), options}}) {}
+  explicit SGD(std::vector<Group> groups) {
+    for (auto& group : groups) {
+      check(group.options);
+      this->add_group(std::move(group.params));
+      options_.push_back(group.options);
+      velocity_.emplace_back();
+      for (const auto& p : this->params_.back())
+        velocity_.back().push_back(group.options.momentum() != 0 ? this->add_buffer("momentum_buffer", p) : Tensor<T>());
     }
   }
 
-  void step() {
-    const T lr = T(options_.lr()), momentum = T(options_.momentum()), wd = T(options_.weight_decay());
-    const T keep = T(1) - T(options_.dampening());
-    const bool nesterov = options_.nesterov();
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      T* p = parameters_[i].value.data();
-      const T* grad = parameters_[i].grad.data();
-      T* v = velocity_[i].data();
-      const std::int64_t n = parameters_[i].value.numel();
-      for (std::int64_t j = 0; j < n; ++j) {
-        T g = grad[j];
-        if (wd != T(0)) g += wd * p[j];
-        if (momentum != T(0)) {
-          v[j] = steps_ == 0 ? g : momentum * v[j] + keep * g;
-          g = nesterov ? g + momentum * v[j] : v[j];
+  std::string type() const override { return "SGD"; }
+
+  void step() override {
+    for (std::size_t g = 0; g < options_.size(); ++g) {
+      const SGDOptions& o = options_[g];
+      const T lr = T(o.lr()), momentum = T(o.momentum()), wd = T(o.weight_decay());
+      const T keep = T(1) - T(o.dampening());
+      const bool nesterov = o.nesterov();
+      for (std::size_t i = 0; i < this->params_[g].size(); ++i) {
+        T* p = this->params_[g][i].value.data();
+        const T* grad = this->params_[g][i].grad.data();
+        T* v = velocity_[g][i].data();
+        const std::int64_t n = this->params_[g][i].value.numel();
+        for (std::int64_t j = 0; j < n; ++j) {
+          T g_j = grad[j];
+          if (wd != T(0)) g_j += wd * p[j];
+          if (momentum != T(0)) {
+            v[j] = this->steps_ == 0 ? g_j : momentum * v[j] + keep * g_j;
+            g_j = nesterov ? g_j + momentum * v[j] : v[j];
+          }
+          p[j] -= lr * g_j;
         }
-        p[j] -= lr * g;
       }
     }
-    ++steps_;
+    ++this->steps_;
   }
 
-  void zero_grad() {
-    for (auto& p : parameters_) p.grad.zero();
+  const SGDOptions& options(std::size_t group = 0) const { return options_.at(group); }
+  double lr(std::size_t group) const override { return options_.at(group).lr(); }
+  void set_lr(std::size_t group, double lr) override { options_.at(group).lr(lr); }
+  using Optimizer<T>::set_lr;
+  double momentum(std::size_t group) const override { return options_.at(group).momentum(); }
+  // Momentum can change (a one-cycle schedule) but not from or to 0: the buffers exist or not.
+  void set_momentum(std::size_t group, double momentum) override {
+    if ((momentum != 0) != (options_.at(group).momentum() != 0)) {
+      throw Error("SGD: cannot change momentum between zero and non-zero after construction (group " +
+                  std::to_string(group) + ")");
+    }
+    options_.at(group).momentum(momentum);
   }
-
-  const SGDOptions& options() const { return options_; }
-  void set_lr(double lr) { options_.lr(lr); }
-
-  // The momentum buffers and the step count: what a checkpoint must save to resume exactly.
-  std::vector<Tensor<T>>& velocity() { return velocity_; }
-  std::int64_t steps() const { return steps_; }
-  void set_steps(std::int64_t steps) { steps_ = steps; }
-  const std::vector<Parameter<T>>& parameters() const { return parameters_; }
 
  private:
-  std::vector<Parameter<T>> parameters_;
-  std::vector<Tensor<T>> velocity_;
-  SGDOptions options_;
-  std::int64_t steps_ = 0;
+  static void check(const SGDOptions& o) {
+    if (!(o.lr() >= 0)) throw Error("SGD: learning rate must be >= 0, got " + std::to_string(o.lr()));
+    detail::require_nonnegative("SGD", "momentum", o.momentum());
+    detail::require_nonnegative("SGD", "weight_decay", o.weight_decay());
+    if (o.nesterov() && (o.momentum() <= 0 || o.dampening() != 0)) {
+      throw Error("SGD: nesterov needs momentum > 0 and dampening = 0");
+    }
+  }
+
+  std::vector<SGDOptions> options_;
+  std::vector<std::vector<Tensor<T>>> velocity_;  // [group][parameter], empty without momentum
 };
 
 }  // namespace headnet

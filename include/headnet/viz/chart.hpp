@@ -111,7 +111,7 @@ class Canvas {
     if (!stbi_write_png_to_func(append, &bytes, width_, height_, 3, pixels_.data(), width_ * 3)) {
       throw Error("cannot encode PNG for '" + path + "'");
     }
-    io::detail::write_file_atomically(path, bytes);
+    io::write_file_atomically(path, bytes);
   }
 
  private:
@@ -119,13 +119,14 @@ class Canvas {
   std::vector<std::uint8_t> pixels_;
 };
 
-namespace detail {
-
-inline std::string format(double v, int decimals) {
+// v with `decimals` digits after the point, as chart labels print numbers.
+inline std::string fixed(double v, int decimals) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.*f", decimals, v);
   return buffer;
 }
+
+namespace detail {
 
 // A "nice" tick step for a range, 1, 2 or 5 times a power of ten.
 inline double nice_step(double range, int target_ticks) {
@@ -153,7 +154,7 @@ inline Frame draw_frame(Canvas& c, const std::string& title, const std::string& 
   for (double v = std::ceil(y_min / step) * step; v <= y_max + 1e-9; v += step) {
     const int y = int(f.y(v));
     c.rect(f.left, y, f.right, y + 1, palette::grid);
-    c.text_right(f.left - 8, y - 6, format(v, decimals), 2, palette::axis);
+    c.text_right(f.left - 8, y - 6, fixed(v, decimals), 2, palette::axis);
   }
   c.rect(f.left, f.top, f.left + 2, f.bottom + 1, palette::axis);
   c.rect(f.left, f.bottom, f.right, f.bottom + 2, palette::axis);
@@ -182,7 +183,7 @@ inline void bar_chart(const std::string& path, const std::string& title, const s
       c.rect(cx - 8, lo, cx + 9, lo + 2, palette::black);
       label_y = std::min(label_y, hi - 20);
     }
-    c.text_centered((x0 + x1) / 2, label_y, detail::format(values[i], decimals), 2);
+    c.text_centered((x0 + x1) / 2, label_y, fixed(values[i], decimals), 2);
     c.text_centered((x0 + x1) / 2, f.bottom + 14, categories[i], 2);
   }
   c.save_png(path);
@@ -237,7 +238,7 @@ inline void line_chart(const std::string& path, const std::string& title, const 
   auto px = [&](double v) { return f.left + (v - x_min) / (x_max - x_min) * (f.right - f.left); };
   const double step = detail::nice_step(x_max - x_min, 8);
   for (double v = std::ceil(x_min / step) * step; v <= x_max + 1e-9; v += step)
-    c.text_centered(int(px(v)), f.bottom + 10, detail::format(v, step >= 1 ? 0 : 1), 2, palette::axis);
+    c.text_centered(int(px(v)), f.bottom + 10, fixed(v, step >= 1 ? 0 : 1), 2, palette::axis);
   c.text_centered((f.left + f.right) / 2, f.bottom + 40, x_label, 2, palette::axis);
   for (std::size_t s = 0; s < series.size(); ++s) {
     for (std::size_t i = 1; i < series[s].x.size(); ++i)

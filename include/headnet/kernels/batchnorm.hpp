@@ -1,0 +1,93 @@
+// headnet/kernels/batchnorm.hpp: batch normalisation's arithmetic, per channel.
+//
+// x, y, dy, dx: (N, C, S) row-major, S = H * W for images (1 for (N, C) inputs); M = N * S values
+// per channel. gamma and beta may be null (affine = false: 1 and 0).
+//   statistics  mean_c = sum x / M,  var_c = sum (x - mean_c)^2 / M        (two passes: exact for
+//                                                                          large means too)
+//   normalize   y = (x - mean_c) * invstd_c * gamma_c + beta_c,  invstd_c = 1 / sqrt(var_c + eps)
+//   backward    xhat = (x - mean) * invstd;  grad_gamma += sum dy * xhat;  grad_beta += sum dy;
+//               with batch statistics (training): dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+//               with fixed statistics (eval):     dx = gamma * invstd * dy
+// Sums are accumulated in double. Channels are split across threads.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace headnet {
+namespace kernels {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr std::int64_t batchnorm_parallel_threshold = std::int64_t(1) << 15;
+
+template <typename T>
+void batchnorm_statistics(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, T* mean, T* var) {
+  const double M = double(N * S);
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    double sum = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) sum += double(p[s]);
+    }
+    const double m = sum / M;
+    double squares = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) squares += (double(p[s]) - m) * (double(p[s]) - m);
+    }
+    mean[c] = T(m);
+    var[c] = T(squares / M);
+  }
+}
+
+template <typename T>
+void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* mean, const T* invstd,
+                         const T* gamma, const T* beta, T* y) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t n = 0; n < N; ++n) {
+    for (std::int64_t c = 0; c < C; ++c) {
+      const T scale = invstd[c] * (gamma ? gamma[c] : T(1));
+      const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
+      const T* p = x + (n * C + c) * S;
+      T* q = y + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) q[s] = p[s] * scale + shift;
+    }
+  }
+}
+
+// dx may be null (overwritten otherwise); grad_gamma and grad_beta may be null (accumulated).
+template <typename T>
+void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
+                        const T* invstd, const T* gamma, bool batch_statistics, T* dx, T* grad_gamma, T* grad_beta) {
+  const double M = double(N * S);
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const double m = double(mean[c]), is = double(invstd[c]);
+    double sum_dy = 0, sum_dy_xhat = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      const T* g = dy + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) {
+        sum_dy += double(g[s]);
+        sum_dy_xhat += double(g[s]) * (double(p[s]) - m) * is;
+      }
+    }
+    if (grad_gamma) grad_gamma[c] += T(sum_dy_xhat);
+    if (grad_beta) grad_beta[c] += T(sum_dy);
+    if (!dx) continue;
+    const double scale = (gamma ? double(gamma[c]) : 1.0) * is;
+    const double mean_dy = batch_statistics ? sum_dy / M : 0.0;
+    const double mean_dy_xhat = batch_statistics ? sum_dy_xhat / M : 0.0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      const T* g = dy + (n * C + c) * S;
+      T* d = dx + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s)
+        d[s] = T(scale * (double(g[s]) - mean_dy - (double(p[s]) - m) * is * mean_dy_xhat));
+    }
+  }
+}
+
+}  // namespace kernels
+}  // namespace headnet

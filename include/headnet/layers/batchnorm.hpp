@@ -1,0 +1,192 @@
+// headnet/layers/batchnorm.hpp: BatchNorm1d and BatchNorm2d, with PyTorch's arguments and buffers.
+//
+// BatchNorm2d: x (N, C, H, W); BatchNorm1d: x (N, C) or (N, C, L). Per channel c:
+//   y = (x - mean_c) / sqrt(var_c + eps) * weight_c + bias_c
+// Training mode (and any mode without running statistics) uses the batch's mean and biased
+// variance, and updates the buffers as PyTorch does:
+//   running_mean = (1 - momentum) running_mean + momentum mean
+//   running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)   (unbiased, M = N*H*W)
+//   num_batches_tracked += 1
+// Eval mode uses running_mean and running_var. weight: ones, bias: zeros (affine = true); either
+// can be frozen on its own (set_requires_grad("bias", false)), and its gradient is then skipped.
+// The arithmetic is in kernels/batchnorm.hpp.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "headnet/kernels/batchnorm.hpp"
+#include "headnet/layers/layer.hpp"
+
+namespace headnet {
+
+template <typename T>
+class BatchNorm : public Layer<T> {
+ public:
+  std::string describe() const override {
+    return this->type() + "(" + std::to_string(num_features_) + ", eps=" + format(eps_) + ", momentum=" + format(momentum_) +
+           ", affine=" + (affine_ ? "true" : "false") +
+           ", track_running_stats=" + (track_running_stats_ ? "true" : "false") + ")";
+  }
+
+  Shape output_shape(const Shape& x) const override {
+    if (x.rank() < min_rank_ || x.rank() > max_rank_) {
+      throw ShapeError("expects input " + std::string(max_rank_ == 4 ? "(N, C, H, W)" : "(N, C) or (N, C, L)") +
+                       ", got " + x.str());
+    }
+    if (x[1] != num_features_) {
+      throw ShapeError("expects " + std::to_string(num_features_) + " channels, got " + std::to_string(x[1]) +
+                       " (input " + x.str() + ")");
+    }
+    return x;
+  }
+
+  Tensor<T> forward(const Tensor<T>& x) override {
+    output_.resize(this->checked_output_shape(x.shape()));
+    input_ = x;
+    const std::int64_t N = x.size(0), C = num_features_, S = x.numel() / (N ? N * C : 1);
+    batch_statistics_ = this->training_ || !track_running_stats_;
+    if (batch_statistics_) {
+      if (this->training_ && N * S <= 1) {
+        throw ShapeError(this->type() + ": expected more than 1 value per channel when training, got input " + x.shape().str());
+      }
+      kernels::batchnorm_statistics(N, C, S, x.data(), mean_.data(), var_.data());
+      for (std::int64_t c = 0; c < C; ++c) invstd_.data()[c] = T(1) / std::sqrt(var_.data()[c] + T(eps_));
+      if (this->training_ && track_running_stats_) {
+        const T m = T(momentum_), unbias = T(double(N * S) / double(N * S - 1));
+        for (std::int64_t c = 0; c < C; ++c) {
+          running_mean_.data()[c] = (T(1) - m) * running_mean_.data()[c] + m * mean_.data()[c];
+          running_var_.data()[c] = (T(1) - m) * running_var_.data()[c] + m * var_.data()[c] * unbias;
+        }
+        num_batches_tracked_.data()[0] += T(1);
+      }
+    } else {
+      for (std::int64_t c = 0; c < C; ++c) {
+        mean_.data()[c] = running_mean_.data()[c];
+        invstd_.data()[c] = T(1) / std::sqrt(running_var_.data()[c] + T(eps_));
+      }
+    }
+    kernels::batchnorm_normalize(N, C, S, x.data(), mean_.data(), invstd_.data(), affine_ ? weight_.data() : nullptr,
+                                 affine_ ? bias_.data() : nullptr, output_.data());
+    return output_;
+  }
+
+  // xhat = (x - mean) invstd;  grad_weight += sum dy xhat;  grad_bias += sum dy;
+  // dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat)) with batch statistics, weight invstd dy without
+  Tensor<T> backward(const Tensor<T>& dy) override {
+    this->check_grad_output(output_.shape(), dy);
+    const std::int64_t N = input_.size(0), C = num_features_, S = input_.numel() / (N ? N * C : 1);
+    T* dx = nullptr;
+    if (this->needs_input_grad_) {
+      grad_input_.resize(input_.shape());
+      dx = grad_input_.data();
+    }
+    kernels::batchnorm_backward(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(),
+                                affine_ ? weight_.data() : nullptr, batch_statistics_, dx,
+                                affine_ && this->requires_grad("weight") ? grad_weight_.data() : nullptr,
+                                affine_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr);
+    return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
+  }
+
+  std::vector<Parameter<T>> own_parameters() override {
+    if (!affine_) return {};
+    return {{"weight", weight_, grad_weight_}, {"bias", bias_, grad_bias_}};
+  }
+  std::vector<Buffer<T>> own_buffers() override {
+    if (!track_running_stats_) return {};
+    return {{"running_mean", running_mean_}, {"running_var", running_var_}, {"num_batches_tracked", num_batches_tracked_, true}};
+  }
+  // PyTorch's reset_parameters: weight 1, bias 0, and the running statistics reset.
+  void reset_own_parameters(Generator&) override {
+    if (affine_) {
+      weight_.fill(T(1));
+      bias_.zero();
+    }
+    if (track_running_stats_) {
+      running_mean_.zero();
+      running_var_.fill(T(1));
+      num_batches_tracked_.zero();
+    }
+  }
+
+  Tensor<T>& weight() { return weight_; }
+  Tensor<T>& bias() { return bias_; }
+  Tensor<T>& running_mean() { return running_mean_; }
+  Tensor<T>& running_var() { return running_var_; }
+  Tensor<T>& num_batches_tracked() { return num_batches_tracked_; }
+  int num_features() const { return num_features_; }
+  double eps() const { return eps_; }
+  double momentum() const { return momentum_; }
+
+ protected:
+  BatchNorm(const char* type, int min_rank, int max_rank, int num_features, double eps, double momentum, bool affine,
+            bool track_running_stats)
+      : num_features_(num_features),
+        eps_(eps),
+        momentum_(momentum),
+        affine_(affine),
+        track_running_stats_(track_running_stats),
+        min_rank_(min_rank),
+        max_rank_(max_rank) {
+    detail::require_at_least(type, "num_features", num_features, 1);
+    if (!(eps > 0)) throw ShapeError(std::string(type) + ": eps must be > 0, got " + format(eps));
+    if (!(momentum >= 0 && momentum <= 1)) {
+      throw ShapeError(std::string(type) + ": momentum must be in [0, 1], got " + format(momentum));
+    }
+    if (affine_) {
+      weight_ = Tensor<T>({num_features});
+      bias_ = Tensor<T>({num_features});
+      grad_weight_ = Tensor<T>({num_features});
+      grad_bias_ = Tensor<T>({num_features});
+    }
+    if (track_running_stats_) {
+      running_mean_ = Tensor<T>({num_features});
+      running_var_ = Tensor<T>({num_features});
+      num_batches_tracked_ = Tensor<T>(Shape{});
+    }
+    mean_ = Tensor<T>({num_features});
+    var_ = Tensor<T>({num_features});
+    invstd_ = Tensor<T>({num_features});
+    Generator unused;
+    reset_own_parameters(unused);
+  }
+
+ private:
+  static std::string format(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+  }
+
+  int num_features_;
+  double eps_, momentum_;
+  bool affine_, track_running_stats_;
+  int min_rank_, max_rank_;
+  bool batch_statistics_ = true;  // whether the last forward normalised with the batch's statistics
+  Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
+  Tensor<T> running_mean_, running_var_, num_batches_tracked_;
+  Tensor<T> mean_, var_, invstd_;  // of the last forward, per channel
+  Tensor<T> input_;                // handle to the forward input
+  Tensor<T> output_, grad_input_;
+};
+
+template <typename T>
+class BatchNorm2d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm2d(int num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true)
+      : BatchNorm<T>("BatchNorm2d", 4, 4, num_features, eps, momentum, affine, track_running_stats) {}
+  std::string type() const override { return "BatchNorm2d"; }
+};
+
+template <typename T>
+class BatchNorm1d : public BatchNorm<T> {
+ public:
+  explicit BatchNorm1d(int num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true)
+      : BatchNorm<T>("BatchNorm1d", 2, 3, num_features, eps, momentum, affine, track_running_stats) {}
+  std::string type() const override { return "BatchNorm1d"; }
+};
+
+}  // namespace headnet
