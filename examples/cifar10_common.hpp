@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ struct Recipe {
   int epochs = 2;
   int batch = 4;
   double lr = 0.001;
-  double momentum = 0.9;
+  double momentum = 0.9;       // SGD's momentum, or Adam's beta1
+  std::string optimizer = "sgd";  // sgd, adam or adamw
+  double weight_decay = 0;
+  std::string schedule = "none";  // none, cosine or onecycle, stepped every batch
   int conv1 = 6;
   int conv2 = 16;
   std::uint64_t seed = 0;
@@ -37,8 +41,14 @@ struct Recipe {
   int eval_batch = 1000;
 
   nlohmann::json to_json() const {
-    return {{"epochs", epochs}, {"batch", batch}, {"lr", lr},     {"momentum", momentum},
-            {"conv1", conv1},   {"conv2", conv2}, {"seed", seed}, {"threads", threads}};
+    nlohmann::json j = {{"epochs", epochs}, {"batch", batch}, {"lr", lr},     {"momentum", momentum},
+                        {"conv1", conv1},   {"conv2", conv2}, {"seed", seed}, {"threads", threads}};
+    if (optimizer != "sgd" || weight_decay != 0 || schedule != "none") {  // the tutorial's results.json stays as it was
+      j["optimizer"] = optimizer;
+      j["weight_decay"] = weight_decay;
+      j["schedule"] = schedule;
+    }
+    return j;
   }
   static Recipe from_json(const nlohmann::json& j) {
     Recipe r;
@@ -50,6 +60,9 @@ struct Recipe {
     r.conv2 = j.at("conv2");
     r.seed = j.at("seed");
     r.threads = j.at("threads");
+    r.optimizer = j.value("optimizer", r.optimizer);
+    r.weight_decay = j.value("weight_decay", r.weight_decay);
+    r.schedule = j.value("schedule", r.schedule);
     return r;
   }
 };
@@ -102,12 +115,38 @@ inline Recipe checkpoint_recipe(const std::string& path) {
   }
 }
 
-// One run: SGD with the recipe's learning rate and momentum, batches shuffled from the recipe's
-// seed, the tutorial's loss line every print_every steps; then the test set.
+// The recipe's optimiser over the network's trainable parameters.
+inline std::unique_ptr<headnet::Optimizer<float>> make_optimizer(const Recipe& r, headnet::Layer<float>& net) {
+  using namespace headnet;
+  if (r.optimizer == "adam")
+    return std::make_unique<Adam<float>>(net.parameters(), AdamOptions(r.lr).betas(r.momentum, 0.999).weight_decay(r.weight_decay));
+  if (r.optimizer == "adamw")
+    return std::make_unique<AdamW<float>>(net.parameters(), AdamWOptions(r.lr).betas(r.momentum, 0.999).weight_decay(r.weight_decay));
+  if (r.optimizer != "sgd") throw Error("unknown optimizer '" + r.optimizer + "' (sgd, adam or adamw)");
+  return std::make_unique<SGD<float>>(net.parameters(), SGDOptions(r.lr).momentum(r.momentum).weight_decay(r.weight_decay));
+}
+
+// The recipe's schedule over all steps of the run (null for none).
+inline std::unique_ptr<headnet::LRScheduler<float>> make_schedule(const Recipe& r, headnet::Optimizer<float>& opt,
+                                                                 std::int64_t total_steps) {
+  using namespace headnet;
+  if (r.schedule == "cosine") return std::make_unique<CosineAnnealingLR<float>>(opt, total_steps);
+  if (r.schedule == "onecycle") {
+    OneCycleOptions o;
+    o.cycle_momentum = r.momentum > 0;
+    return std::make_unique<OneCycleLR<float>>(opt, r.lr, total_steps, o);
+  }
+  if (r.schedule != "none") throw Error("unknown schedule '" + r.schedule + "' (none, cosine or onecycle)");
+  return nullptr;
+}
+
+// One run: the recipe's optimiser (the tutorial's SGD by default) and schedule, batches shuffled
+// from the recipe's seed, the tutorial's loss line every print_every steps; then the test set.
 inline RunResult train_and_evaluate(const Recipe& recipe, const ImageSet& train_set, const ImageSet& test,
                                     headnet::Sequential<float>& net, const RunOptions& run = RunOptions()) {
-  headnet::SGD<float> sgd(net.parameters(), headnet::SGDOptions(recipe.lr).momentum(recipe.momentum));
   headnet::data::BatchLoader loader(train_set, recipe.batch, true, recipe.seed);
+  const auto optimizer = make_optimizer(recipe, net);
+  const auto schedule = make_schedule(recipe, *optimizer, loader.batches_per_epoch() * recipe.epochs);
   headnet::train::TrainerOptions options;
   options.epochs = recipe.epochs;
   options.log_every = recipe.print_every;
@@ -116,7 +155,8 @@ inline RunResult train_and_evaluate(const Recipe& recipe, const ImageSet& train_
   options.checkpoint_path = run.checkpoint_path;
   options.checkpoint_every = run.checkpoint_every;
   options.debug_kill_at_step = run.kill_at_step;
-  headnet::train::Trainer trainer(net, sgd, loader, options);
+  headnet::train::Trainer trainer(net, *optimizer, loader, options);
+  trainer.set_scheduler(schedule.get());
   trainer.checkpoint_metadata = {{"recipe", recipe.to_json().dump()}};
   trainer.on_log = [&](int epoch, std::int64_t step, double mean_loss) {
     char line[64];

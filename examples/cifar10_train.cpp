@@ -30,8 +30,17 @@ int main(int argc, char** argv) {
   app.add_option("--epochs", recipe.epochs, "Passes over the 50,000 training images")
       ->capture_default_str()->check(CLI::Range(1, 10000));
   app.add_option("--batch", recipe.batch, "Mini-batch size")->capture_default_str()->check(CLI::Range(1, 50000));
-  app.add_option("--lr", recipe.lr, "SGD learning rate")->capture_default_str()->check(CLI::Range(0.0, 100.0));
-  app.add_option("--momentum", recipe.momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--lr", recipe.lr, "Learning rate (the peak one with --schedule onecycle)")
+      ->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  app.add_option("--momentum", recipe.momentum, "SGD momentum (Adam's beta1 with --optimizer adam or adamw)")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.999999));
+  app.add_option("--optimizer", recipe.optimizer, "sgd (the tutorial's), adam or adamw")
+      ->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  app.add_option("--weight-decay", recipe.weight_decay, "Weight decay (L2 for sgd and adam, decoupled for adamw)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_option("--schedule", recipe.schedule,
+                 "Learning-rate schedule over all steps: none (the tutorial's), cosine (to 0) or onecycle")
+      ->capture_default_str()->check(CLI::IsMember({"none", "cosine", "onecycle"}));
   app.add_option("--seed", recipe.seed, "Seed for the initial weights and the shuffling")->capture_default_str();
   app.add_option("--threads", recipe.threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_option("--conv1", recipe.conv1, "Output channels of conv1 (the tutorial: 6)")

@@ -179,7 +179,8 @@ TEST_CASE("Optimisers and schedules refuse impossible options", "[optim][errors]
   OneCycleLR<double> cycle(with_momentum, 0.1, 3);
   cycle.step();
   cycle.step();
-  CHECK_THROWS_WITH(cycle.step(), "OneCycleLR: stepped 3 times, beyond total_steps - 1 = 2");
+  cycle.step();  // t = total_steps is allowed, as in PyTorch
+  CHECK_THROWS_WITH(cycle.step(), "OneCycleLR: tried to step 5 times; the specified number of total steps is 3");
   AdamW<double> adamw({{"p", v, g}});
   CHECK(adamw.options().weight_decay() == 0.01);  // PyTorch's AdamW default
   CHECK(Adam<double>({{"p", v, g}}).options().weight_decay() == 0.0);

@@ -64,5 +64,26 @@ else
   failed=$((failed + 1)); echo "FAILED: the resumed run's weights differ from the uninterrupted run's"
 fi
 
+# The same with AdamW, a cosine schedule and weight decay (optimiser buffers, schedule position).
+modern=(--epochs 2 --batch 4 --seed 3 --threads 2 --quiet --optimizer adamw --lr 0.003 --weight-decay 0.05 --schedule cosine)
+expect "adamw run" 0 "Accuracy of the network" -- "$train" --data "$work/data" --out "$work/d" "${modern[@]}"
+sh -c '"$@"; exit $?' sh "$train" --data "$work/data" --out "$work/e" "${modern[@]}" --checkpoint-every 40 \
+  --debug-kill-at-step 290 >/dev/null 2>&1
+code=$?
+if [ "$code" = 137 ] && [ -f "$work/e/checkpoint.safetensors" ]; then passed=$((passed + 1)); else
+  failed=$((failed + 1)); echo "FAILED: the killed AdamW run exited $code (expected 137 and a checkpoint)"; fi
+expect "adamw resume" 0 "Resuming $work/e/checkpoint.safetensors at epoch 2, step 30" -- "$train" --data "$work/data" --resume "$work/e" --quiet
+if cmp -s "$work/d/model.safetensors" "$work/e/model.safetensors"; then passed=$((passed + 1)); else
+  failed=$((failed + 1)); echo "FAILED: the resumed AdamW run's weights differ from the uninterrupted run's"; fi
+if grep -q '"schedule": "cosine"' "$work/e/results.json"; then passed=$((passed + 1)); else
+  failed=$((failed + 1)); echo "FAILED: results.json does not record the schedule"; fi
+expect "unknown optimizer" 105 "--optimizer: rmsprop not in {sgd,adam,adamw}" -- "$train" --optimizer rmsprop
+# A checkpoint that is cut short is refused with its name, and left as it was.
+head -c 3000 "$work/e/checkpoint.safetensors" > "$work/e/cut"; cp "$work/e/cut" "$work/f.bak"
+mkdir -p "$work/f"; cp "$work/e/cut" "$work/f/checkpoint.safetensors"
+expect "truncated checkpoint" 1 "$work/f/checkpoint.safetensors" -- "$train" --data "$work/data" --resume "$work/f" --quiet
+if cmp -s "$work/f/checkpoint.safetensors" "$work/f.bak"; then passed=$((passed + 1)); else
+  failed=$((failed + 1)); echo "FAILED: the truncated checkpoint was changed"; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -18,13 +18,15 @@
 
 namespace headnet {
 
-struct AdamOptions {
-  explicit AdamOptions(double lr = 1e-3) : lr_(lr) {}
-  AdamOptions& lr(double v) { lr_ = v; return *this; }
-  AdamOptions& betas(double beta1, double beta2) { beta1_ = beta1; beta2_ = beta2; return *this; }
-  AdamOptions& eps(double v) { eps_ = v; return *this; }
-  AdamOptions& weight_decay(double v) { weight_decay_ = v; return *this; }
-  AdamOptions& amsgrad(bool v) { amsgrad_ = v; return *this; }
+namespace detail {
+// The options both share; setters return the derived type so that chains keep it.
+template <typename Derived>
+struct AdamOptionsBase {
+  Derived& lr(double v) { lr_ = v; return self(); }
+  Derived& betas(double beta1, double beta2) { beta1_ = beta1; beta2_ = beta2; return self(); }
+  Derived& eps(double v) { eps_ = v; return self(); }
+  Derived& weight_decay(double v) { weight_decay_ = v; return self(); }
+  Derived& amsgrad(bool v) { amsgrad_ = v; return self(); }
   double lr() const { return lr_; }
   double beta1() const { return beta1_; }
   double beta2() const { return beta2_; }
@@ -33,13 +35,21 @@ struct AdamOptions {
   bool amsgrad() const { return amsgrad_; }
 
  protected:
-  double lr_, beta1_ = 0.9, beta2_ = 0.999, eps_ = 1e-8, weight_decay_ = 0;
+  AdamOptionsBase(double lr, double weight_decay) : lr_(lr), weight_decay_(weight_decay) {}
+  Derived& self() { return static_cast<Derived&>(*this); }
+  double lr_, beta1_ = 0.9, beta2_ = 0.999, eps_ = 1e-8, weight_decay_;
   bool amsgrad_ = false;
 };
+}  // namespace detail
 
-// AdamW's options: AdamOptions with weight_decay 1e-2 by default.
-struct AdamWOptions : AdamOptions {
-  explicit AdamWOptions(double lr = 1e-3) : AdamOptions(lr) { weight_decay_ = 1e-2; }
+// AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8).weight_decay(0).amsgrad(false): PyTorch's defaults.
+struct AdamOptions : detail::AdamOptionsBase<AdamOptions> {
+  explicit AdamOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.0) {}
+};
+
+// AdamWOptions: the same, with weight_decay 1e-2 by default, as torch.optim.AdamW.
+struct AdamWOptions : detail::AdamOptionsBase<AdamWOptions> {
+  explicit AdamWOptions(double lr = 1e-3) : AdamOptionsBase(lr, 1e-2) {}
 };
 
 namespace detail {

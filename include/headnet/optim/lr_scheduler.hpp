@@ -141,7 +141,8 @@ struct OneCycleOptions {
 };
 
 // One learning rate per group: max_lr; the group's lr on construction is replaced (PyTorch sets
-// initial_lr = max_lr / div_factor). t may reach total_steps - 1, as in PyTorch.
+// initial_lr = max_lr / div_factor). The cycle ends at t = total_steps - 1; as in PyTorch, t may
+// reach total_steps (one step() after every one of total_steps optimiser steps), not beyond.
 template <typename T>
 class OneCycleLR : public LRScheduler<T> {
  public:
@@ -169,9 +170,9 @@ class OneCycleLR : public LRScheduler<T> {
 
  protected:
   void apply() override {
-    if (this->last_epoch_ > total_steps_ - 1) {
-      throw Error("OneCycleLR: stepped " + std::to_string(this->last_epoch_) + " times, beyond total_steps - 1 = " +
-                  std::to_string(total_steps_ - 1));
+    if (this->last_epoch_ > total_steps_) {
+      throw Error("OneCycleLR: tried to step " + std::to_string(this->last_epoch_ + 1) +
+                  " times; the specified number of total steps is " + std::to_string(total_steps_));
     }
     LRScheduler<T>::apply();
     if (o_.cycle_momentum)

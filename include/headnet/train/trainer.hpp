@@ -45,6 +45,7 @@
 #include "headnet/data/loader.hpp"
 #include "headnet/io/safetensors.hpp"
 #include "headnet/layers/layer.hpp"
+#include "headnet/layers/residual.hpp"
 #include "headnet/layers/sequential.hpp"
 #include "headnet/loss/cross_entropy.hpp"
 #include "headnet/optim/lr_scheduler.hpp"
@@ -141,7 +142,7 @@ class Trainer {
       while (loader_.next(images, labels)) {
         optimizer_.zero_grad();
         const float loss = criterion_.forward(model_.forward(images), labels);
-        if (!std::isfinite(loss)) stop("the loss is " + std::to_string(loss) + "; " + diagnose_nonfinite(images));
+        if (!std::isfinite(loss)) stop(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite") + "; " + diagnose_nonfinite(images));
         model_.backward(criterion_.backward());
         for (const auto& p : params)
           if (!all_finite(p.grad)) stop("the gradient of " + p.name + " holds a NaN or infinity");
@@ -358,10 +359,18 @@ class Trainer {
     first_nonfinite(model_, images, "", where);
     return where.empty() ? "the logits are finite but the loss is not" : where + " is the first to output a NaN or infinity";
   }
-  // Runs `layer` on x; when its output is not finite, finds the innermost layer of a Sequential
-  // chain that first produces it. Returns the output.
+  // Runs `layer` on x and, when its output is not finite, names the innermost layer that first
+  // produces a NaN or infinity, looking inside Sequential chains and Residual branches (other blocks
+  // are named as a whole). Returns the output.
   static Tensor<float> first_nonfinite(Layer<float>& layer, const Tensor<float>& x, const std::string& path,
                                        std::string& where) {
+    auto join = [&](const std::string& name) { return name.empty() ? path : path.empty() ? name : path + "." + name; };
+    if (auto* block = dynamic_cast<Residual<float>*>(&layer)) {
+      for (auto& branch : block->children()) {
+        const Tensor<float> y = first_nonfinite(*branch.layer, x, join(branch.name), where);
+        if (!where.empty()) return y;
+      }
+    }
     auto* chain = dynamic_cast<Sequential<float>*>(&layer);
     if (!chain) {
       Tensor<float> y = layer.forward(x);
@@ -370,7 +379,7 @@ class Trainer {
     }
     Tensor<float> h = x;
     for (std::size_t i = 0; i < chain->size() && where.empty(); ++i)
-      h = first_nonfinite((*chain)[i], h, path.empty() ? chain->name(i) : path + "." + chain->name(i), where);
+      h = first_nonfinite((*chain)[i], h, join(chain->name(i)), where);
     return h;
   }
 
