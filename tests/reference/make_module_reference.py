@@ -167,6 +167,103 @@ def batchnorm_cases():
             batchnorm_case("BatchNorm1d", (5, 4)), batchnorm_case("BatchNorm1d", (3, 4, 7), momentum=0.5)]
 
 
+def layer_case(name, module, x_shape, positive=False, **args):
+    """A layer's forward and backward on a random input: y, dx and each parameter's gradient."""
+    x = torch.randn(*x_shape)
+    if positive:
+        x = x.abs() + 0.1
+    x.requires_grad_()
+    y = module(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    return dict(layer=name, args=args, x_shape=list(x_shape), x=flat(x), y_shape=list(y.shape), y=flat(y), dy=flat(dy),
+                dx=flat(x.grad), params={k: flat(p) for k, p in module.named_parameters()},
+                grads={k: flat(p.grad) for k, p in module.named_parameters()})
+
+
+def layer_cases():
+    F = nn.functional
+    cases = [
+        layer_case("GELU", nn.GELU(), (2, 3, 4, 5), approximate="none"),
+        layer_case("GELU", nn.GELU(approximate="tanh"), (3, 7), approximate="tanh"),
+        layer_case("LeakyReLU", nn.LeakyReLU(0.2), (2, 3, 5), negative_slope=0.2),
+        layer_case("LeakyReLU", nn.LeakyReLU(), (4, 6), negative_slope=0.01),
+        layer_case("SiLU", nn.SiLU(), (2, 3, 4, 5)),
+        layer_case("Sigmoid", nn.Sigmoid(), (3, 8)),
+        layer_case("Tanh", nn.Tanh(), (2, 2, 3, 3)),
+        layer_case("Softmax", nn.Softmax(dim=1), (4, 10)),
+        layer_case("Softmax", nn.Softmax(dim=1), (2, 5, 3, 2)),
+        layer_case("LogSoftmax", nn.LogSoftmax(dim=1), (4, 10)),
+        layer_case("LogSoftmax", nn.LogSoftmax(dim=1), (2, 4, 3)),
+        layer_case("Identity", nn.Identity(), (3, 4)),
+        layer_case("MaxPool2d", nn.MaxPool2d(3), (2, 3, 9, 11), kernel_size=3, stride=3, padding=0, ceil_mode=False),
+        layer_case("MaxPool2d", nn.MaxPool2d(3, 2, 1), (2, 2, 8, 7), kernel_size=3, stride=2, padding=1, ceil_mode=False),
+        layer_case("MaxPool2d", nn.MaxPool2d(2, ceil_mode=True), (1, 3, 7, 5), kernel_size=2, stride=2, padding=0,
+                   ceil_mode=True),
+        layer_case("MaxPool2d", nn.MaxPool2d(3, 2, 1, ceil_mode=True), (2, 2, 10, 6), kernel_size=3, stride=2, padding=1,
+                   ceil_mode=True),
+        layer_case("AvgPool2d", nn.AvgPool2d(2), (2, 3, 8, 6), kernel_size=2, stride=2, padding=0, ceil_mode=False,
+                   count_include_pad=True),
+        layer_case("AvgPool2d", nn.AvgPool2d(3, 2, 1), (2, 2, 7, 9), kernel_size=3, stride=2, padding=1, ceil_mode=False,
+                   count_include_pad=True),
+        layer_case("AvgPool2d", nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 2, 7, 9), kernel_size=3, stride=2,
+                   padding=1, ceil_mode=False, count_include_pad=False),
+        layer_case("AvgPool2d", nn.AvgPool2d(3, 2, 1, ceil_mode=True), (1, 2, 8, 6), kernel_size=3, stride=2, padding=1,
+                   ceil_mode=True, count_include_pad=True),
+        layer_case("AvgPool2d", nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False), (1, 2, 5, 7), kernel_size=2,
+                   stride=2, padding=0, ceil_mode=True, count_include_pad=False),
+        layer_case("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d(1), (3, 4, 5, 7), output_size=[1, 1]),
+        layer_case("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d((3, 2)), (2, 2, 7, 5), output_size=[3, 2]),
+        layer_case("Conv2d", nn.Conv2d(3, 4, 3, padding="same"), (2, 3, 6, 9), in_channels=3, out_channels=4,
+                   kernel_size=3, stride=1, padding="same", groups=1, bias=True),
+        layer_case("Conv2d", nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2), (2, 4, 7, 6), in_channels=4,
+                   out_channels=6, kernel_size=3, stride=2, padding=1, groups=2, bias=True),
+        layer_case("Conv2d", nn.Conv2d(3, 3, 5, padding="same", groups=3, bias=False), (2, 3, 7, 8), in_channels=3,
+                   out_channels=3, kernel_size=5, stride=1, padding="same", groups=3, bias=False),
+        layer_case("Conv2d", nn.Conv2d(2, 6, 3, padding=1, groups=2, bias=False), (1, 2, 5, 4), in_channels=2,
+                   out_channels=6, kernel_size=3, stride=1, padding=1, groups=2, bias=False),
+        layer_case("Conv2d", nn.Conv2d(3, 2, 3, stride=2, bias=False), (2, 3, 9, 6), in_channels=3, out_channels=2,
+                   kernel_size=3, stride=2, padding=0, groups=1, bias=False),
+        layer_case("Flatten", nn.Flatten(2), (2, 3, 4, 5), start_dim=2, end_dim=-1),
+        layer_case("Flatten", nn.Flatten(0, 1), (2, 3, 4), start_dim=0, end_dim=1),
+        layer_case("Flatten", nn.Flatten(), (2, 3, 4, 5), start_dim=1, end_dim=-1),
+    ]
+    x = torch.randn(2, 10, requires_grad=True)
+    y = x * (1 / 9)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    cases.append(dict(layer="Mul", args=dict(scale=1 / 9), x_shape=[2, 10], x=flat(x), y_shape=[2, 10], y=flat(y),
+                      dy=flat(dy), dx=flat(x.grad), params={}, grads={}))
+    return cases
+
+
+def loss_cases():
+    cases = []
+    logits = torch.randn(6, 5)
+    labels = torch.randint(0, 5, (6,))
+    weights = torch.rand(6)
+    for reduction in ("mean", "sum", "none"):
+        for smoothing in (0.0, 0.1, 0.35):
+            z = logits.clone().requires_grad_()
+            loss = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=smoothing)(z, labels)
+            (loss if reduction != "none" else (loss * weights).sum()).backward()
+            cases.append(dict(loss="CrossEntropyLoss", reduction=reduction, label_smoothing=smoothing, x=flat(logits),
+                              x_shape=[6, 5], labels=labels.tolist(), value=flat(loss), grad_weights=flat(weights),
+                              grad=flat(z.grad)))
+        z = torch.log_softmax(logits, 1).detach().requires_grad_()
+        loss = nn.NLLLoss(reduction=reduction)(z, labels)
+        (loss if reduction != "none" else (loss * weights).sum()).backward()
+        cases.append(dict(loss="NLLLoss", reduction=reduction, x=flat(z), x_shape=[6, 5], labels=labels.tolist(),
+                          value=flat(loss), grad_weights=flat(weights), grad=flat(z.grad)))
+        a, b = torch.randn(3, 4, 2).requires_grad_(), torch.randn(3, 4, 2)
+        loss = nn.MSELoss(reduction=reduction)(a, b)
+        w = torch.rand(3, 4, 2)
+        (loss if reduction != "none" else (loss * w).sum()).backward()
+        cases.append(dict(loss="MSELoss", reduction=reduction, x=flat(a), target=flat(b), x_shape=[3, 4, 2],
+                          value=flat(loss), grad_weights=flat(w), grad=flat(a.grad)))
+    return cases
+
+
 def residual_state_dict():
     net = residual_test_model()
     return [dict(key=k, shape=list(v.shape), dtype=str(v.dtype).replace("torch.", "")) for k, v in net.state_dict().items()]
@@ -174,6 +271,7 @@ def residual_state_dict():
 
 reference = dict(generator="tests/reference/make_module_reference.py", torch_version=torch.__version__,
                  optimizers=optimizer_cases(), schedules=schedule_cases(), batchnorm=batchnorm_cases(),
+                 layers=layer_cases(), losses=loss_cases(),
                  residual_state_dict=residual_state_dict())
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "module_reference.json")
 with open(out, "w") as f:

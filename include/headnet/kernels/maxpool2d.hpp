@@ -1,7 +1,9 @@
 // headnet/kernels/maxpool2d.hpp: max pooling over K x K windows, forward and backward.
 //
-// Shapes: x, dx: (planes, H, W) with planes = N*C; y, dy, argmax: (planes, H_out, W_out),
-// H_out = (H - K) / S + 1 (no padding, floor mode, as PyTorch's defaults).
+// Shapes: x, dx: (planes, H, W) with planes = N*C; y, dy, argmax: (planes, H_out, W_out) with
+// PyTorch's output size: H_out = floor((H + 2P - K) / S) + 1, or ceil(...) + 1 in ceil mode less a
+// last window that would start in the right padding. Windows are clipped to the input (padding
+// never wins).
 // argmax records, for every output, the offset inside its input plane of the element that won;
 // backward routes each output gradient there (+=, so overlapping windows add up). Ties go to the
 // first element in row-major order and a NaN wins, as in PyTorch.
@@ -21,9 +23,20 @@ namespace headnet {
 namespace kernels {
 
 struct PoolGeometry {
-  int height = 0, width = 0, kernel_size = 0, stride = 0;
-  int out_height() const { return (height - kernel_size) / stride + 1; }
-  int out_width() const { return (width - kernel_size) / stride + 1; }
+  int height = 0, width = 0, kernel_size = 0, stride = 0, padding = 0;
+  bool ceil_mode = false;
+  int out_height() const { return out_size(height); }
+  int out_width() const { return out_size(width); }
+  // The plain 2x2 / stride 2 window (fast paths): no padding, and no extra ceil-mode window.
+  bool is_2x2_stride_2() const {
+    return kernel_size == 2 && stride == 2 && padding == 0 && out_height() == height / 2 && out_width() == width / 2;
+  }
+  int out_size(int in) const {
+    const int span = in + 2 * padding - kernel_size;
+    int out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
+    if (ceil_mode && (out - 1) * stride >= in + padding) --out;
+    return out;
+  }
 };
 
 namespace detail {
@@ -164,7 +177,7 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
     const T* in = x + p * in_plane;
     T* out = y + p * out_plane;
     std::int32_t* arg = argmax + p * out_plane;
-    if (K == 2 && S == 2) {
+    if (g.is_2x2_stride_2()) {
 #if defined(__AVX2__)
       if constexpr (std::is_same<T, float>::value) {
         detail::maxpool2x2_plane_avx2(g, in, out, arg);
@@ -174,13 +187,16 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
       detail::maxpool2x2_plane<T>(g, in, out, arg);
       continue;
     }
+    const int P = g.padding;
     for (int oh = 0; oh < H_out; ++oh) {
+      const int h0 = std::max(oh * S - P, 0), h1 = std::min(oh * S - P + K, g.height);
       for (int ow = 0; ow < W_out; ++ow) {
-        std::int32_t best_index = (oh * S) * g.width + ow * S;
+        const int w0 = std::max(ow * S - P, 0), w1 = std::min(ow * S - P + K, g.width);
+        std::int32_t best_index = h0 * g.width + w0;
         T best = in[best_index];
-        for (int kh = 0; kh < K; ++kh) {
-          for (int kw = 0; kw < K; ++kw) {
-            const std::int32_t index = (oh * S + kh) * g.width + (ow * S + kw);
+        for (int h = h0; h < h1; ++h) {
+          for (int w = w0; w < w1; ++w) {
+            const std::int32_t index = h * g.width + w;
             const T v = in[index];
             if (v > best || (std::isnan(v) && !std::isnan(best))) {
               best = v;
@@ -206,7 +222,7 @@ void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy,
     T* grad_in = dx + p * in_plane;
 #if defined(__AVX2__)
     if constexpr (std::is_same<T, float>::value) {
-      if (g.kernel_size == 2 && g.stride == 2 && g.height % 2 == 0 && g.width % 2 == 0) {
+      if (g.is_2x2_stride_2() && g.height % 2 == 0 && g.width % 2 == 0) {
         detail::maxpool2x2_backward_plane_avx2(g, dy + p * out_plane, argmax + p * out_plane, grad_in);
         continue;
       }

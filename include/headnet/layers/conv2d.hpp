@@ -1,42 +1,87 @@
 // headnet/layers/conv2d.hpp: Conv2d, a 2-D convolution with square kernels.
 //
 // x: (N, C_in, H, W) -> y: (N, C_out, H_out, W_out), H_out = (H + 2*padding - K) / stride + 1.
-// weight: (C_out, C_in, K, K), bias: (C_out), laid out as PyTorch's so that weights move between
-// the two unchanged. The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and
-// kernels/conv2d_direct.hpp (stride-1 direct kernels); set_algorithm forces one of them.
+// weight: (C_out, C_in / groups, K, K), bias: (C_out), laid out as PyTorch's so that weights move
+// between the two unchanged. Two ways to build one:
+//   Conv2d<float>(3, 64, 3, /*stride=*/1, /*padding=*/1, /*bias=*/false)
+//   Conv2d<float>(Conv2dOptions(64, 64, 3).padding("same").groups(64).bias(false))   // depthwise
+// The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and kernels/conv2d_direct.hpp (stride-1
+// direct kernels); set_algorithm forces one of them. Grouped convolutions (groups > 1) run on the
+// portable loops of kernels/conv2d_grouped.hpp.
 // set_activation(relu) fuses a ReLU into the layer (Sequential does it for a ReLU that follows a
 // Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
 #pragma once
 
 #include <string>
+#include <cstdint>
 #include <vector>
 
 #include "headnet/core/init.hpp"
 #include "headnet/kernels/conv2d.hpp"
+#include "headnet/kernels/conv2d_grouped.hpp"
 #include "headnet/layers/layer.hpp"
 #include "headnet/layers/relu.hpp"
 
 namespace headnet {
 
+// Conv2dOptions(in, out, kernel_size).stride(1).padding(0 or "same" or "valid").groups(1).bias(true)
+struct Conv2dOptions {
+  Conv2dOptions(int in_channels, int out_channels, int kernel_size)
+      : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  Conv2dOptions& stride(int v) { stride_ = v; return *this; }
+  Conv2dOptions& padding(int v) { padding_ = v; same_ = false; return *this; }
+  // "same" (output as large as the input: odd kernels, stride 1) or "valid" (no padding).
+  Conv2dOptions& padding(const std::string& mode) {
+    if (mode != "same" && mode != "valid") {
+      throw ShapeError("Conv2d: padding must be a number, \"same\" or \"valid\", got \"" + mode + "\"");
+    }
+    same_ = mode == "same";
+    padding_ = 0;
+    return *this;
+  }
+  Conv2dOptions& padding(const char* mode) { return padding(std::string(mode)); }
+  Conv2dOptions& groups(int v) { groups_ = v; return *this; }
+  Conv2dOptions& bias(bool v) { bias_ = v; return *this; }
+
+  int in_channels_, out_channels_, kernel_size_, stride_ = 1, padding_ = 0, groups_ = 1;
+  bool same_ = false, bias_ = true;
+};
+
 template <typename T>
 class Conv2d : public Layer<T> {
  public:
   Conv2d(int in_channels, int out_channels, int kernel_size, int stride = 1, int padding = 0, bool bias = true)
-      : in_channels_(in_channels),
-        out_channels_(out_channels),
-        kernel_size_(kernel_size),
-        stride_(stride),
-        padding_(padding),
-        has_bias_(bias) {
-    detail::require_at_least("Conv2d", "in_channels", in_channels, 1);
-    detail::require_at_least("Conv2d", "out_channels", out_channels, 1);
-    detail::require_at_least("Conv2d", "kernel_size", kernel_size, 1);
-    detail::require_at_least("Conv2d", "stride", stride, 1);
-    detail::require_at_least("Conv2d", "padding", padding, 0);
-    weight_ = Tensor<T>({out_channels, in_channels, kernel_size, kernel_size});
+      : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size).stride(stride).padding(padding).bias(bias)) {}
+
+  explicit Conv2d(const Conv2dOptions& o)
+      : in_channels_(o.in_channels_),
+        out_channels_(o.out_channels_),
+        kernel_size_(o.kernel_size_),
+        stride_(o.stride_),
+        padding_(o.same_ ? (o.kernel_size_ - 1) / 2 : o.padding_),
+        groups_(o.groups_),
+        has_bias_(o.bias_) {
+    detail::require_at_least("Conv2d", "in_channels", in_channels_, 1);
+    detail::require_at_least("Conv2d", "out_channels", out_channels_, 1);
+    detail::require_at_least("Conv2d", "kernel_size", kernel_size_, 1);
+    detail::require_at_least("Conv2d", "stride", stride_, 1);
+    detail::require_at_least("Conv2d", "padding", o.padding_, 0);
+    detail::require_at_least("Conv2d", "groups", groups_, 1);
+    if (in_channels_ % groups_ || out_channels_ % groups_) {
+      throw ShapeError("Conv2d: in_channels (" + std::to_string(in_channels_) + ") and out_channels (" +
+                       std::to_string(out_channels_) + ") must both be divisible by groups (" + std::to_string(groups_) + ")");
+    }
+    if (o.same_ && kernel_size_ % 2 == 0) {
+      throw ShapeError("Conv2d: padding \"same\" needs an odd kernel_size, got " + std::to_string(kernel_size_));
+    }
+    if (o.same_ && stride_ != 1) {
+      throw ShapeError("Conv2d: padding \"same\" is not supported for strided convolutions (stride " +
+                       std::to_string(stride_) + ")");
+    }
+    weight_ = Tensor<T>({out_channels_, in_channels_ / groups_, kernel_size_, kernel_size_});
     grad_weight_ = Tensor<T>(weight_.shape());
     if (has_bias_) {
-      bias_ = Tensor<T>({out_channels});
+      bias_ = Tensor<T>({out_channels_});
       grad_bias_ = Tensor<T>(bias_.shape());
     }
     reset_own_parameters(default_generator());
@@ -46,7 +91,8 @@ class Conv2d : public Layer<T> {
   std::string describe() const override {
     return "Conv2d(" + std::to_string(in_channels_) + ", " + std::to_string(out_channels_) +
            ", kernel_size=" + std::to_string(kernel_size_) + ", stride=" + std::to_string(stride_) +
-           ", padding=" + std::to_string(padding_) + (has_bias_ ? "" : ", bias=false") + ")";
+           ", padding=" + std::to_string(padding_) + (groups_ > 1 ? ", groups=" + std::to_string(groups_) : "") +
+           (has_bias_ ? "" : ", bias=false") + ")";
   }
 
   Shape output_shape(const Shape& x) const override {
@@ -68,6 +114,11 @@ class Conv2d : public Layer<T> {
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
+    if (groups_ > 1) {
+      kernels::conv2d_grouped_forward(geometry(x.shape()), int(x.size(0)), out_channels_, groups_, x.data(), weight_.data(),
+                                      has_bias_ ? bias_.data() : nullptr, output_.data());
+      return output_;
+    }
     kernels::conv2d_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
                             weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_, algorithm_,
                             activation_);
@@ -84,6 +135,12 @@ class Conv2d : public Layer<T> {
       dx = grad_input_.data();
     }
     // A frozen parameter's gradient is not computed at all (the kernels skip a null gradient).
+    if (groups_ > 1) {
+      kernels::conv2d_grouped_backward(geometry(input_.shape()), int(input_.size(0)), out_channels_, groups_, input_.data(),
+                                       weight_.data(), dy.data(), dx, this->requires_grad("weight") ? grad_weight_.data() : nullptr,
+                                       has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr);
+      return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
+    }
     kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
                              input_.data(), weight_.data(), dy.data(), dx,
                              this->requires_grad("weight") ? grad_weight_.data() : nullptr,
@@ -100,7 +157,7 @@ class Conv2d : public Layer<T> {
 
   void reset_own_parameters(Generator& gen) override {
     init::pytorch_default(weight_, has_bias_ ? &bias_ : nullptr,
-                          std::int64_t(in_channels_) * kernel_size_ * kernel_size_, gen);
+                          std::int64_t(in_channels_ / groups_) * kernel_size_ * kernel_size_, gen);
   }
 
   Tensor<T>& weight() { return weight_; }
@@ -112,6 +169,7 @@ class Conv2d : public Layer<T> {
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
+  int groups() const { return groups_; }
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
   // automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
   // im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
@@ -120,7 +178,8 @@ class Conv2d : public Layer<T> {
   void set_activation(kernels::ConvActivation activation) { activation_ = activation; }
 
   bool fuse_next(const Layer<T>& next) override {
-    if (activation_ != kernels::ConvActivation::none || dynamic_cast<const ReLU<T>*>(&next) == nullptr) return false;
+    if (groups_ > 1 || activation_ != kernels::ConvActivation::none || dynamic_cast<const ReLU<T>*>(&next) == nullptr)
+      return false;
     activation_ = kernels::ConvActivation::relu;
     return true;
   }
@@ -138,7 +197,7 @@ class Conv2d : public Layer<T> {
     return g;
   }
 
-  int in_channels_, out_channels_, kernel_size_, stride_, padding_;
+  int in_channels_, out_channels_, kernel_size_, stride_, padding_, groups_;
   bool has_bias_;
   kernels::ConvAlgorithm algorithm_ = kernels::ConvAlgorithm::automatic;
   kernels::ConvActivation activation_ = kernels::ConvActivation::none;

@@ -1,4 +1,5 @@
-// headnet/layers/flatten.hpp: Flatten, (N, C, H, W) -> (N, C*H*W), as torch.flatten(x, 1).
+// headnet/layers/flatten.hpp: Flatten(start_dim = 1, end_dim = -1), as torch.flatten(x, start_dim,
+// end_dim): the dimensions start_dim..end_dim become one; (N, C, H, W) -> (N, C*H*W) by default.
 //
 // A view in both directions: no element is copied.
 #pragma once
@@ -12,11 +13,41 @@ namespace headnet {
 template <typename T>
 class Flatten : public Layer<T> {
  public:
+  explicit Flatten(int start_dim = 1, int end_dim = -1) : start_dim_(start_dim), end_dim_(end_dim) {}
+
   std::string type() const override { return "Flatten"; }
+  std::string describe() const override {
+    if (start_dim_ == 1 && end_dim_ == -1) return type();
+    return "Flatten(start_dim=" + std::to_string(start_dim_) + ", end_dim=" + std::to_string(end_dim_) + ")";
+  }
 
   Shape output_shape(const Shape& x) const override {
-    if (x.rank() < 1) throw ShapeError("expects input with a batch dimension, got " + x.str());
-    return Shape{x[0], x[0] ? x.numel() / x[0] : 0};
+    if (x.rank() < 1) throw ShapeError("expects input with at least one dimension, got " + x.str());
+    const int start = start_dim_ < 0 ? start_dim_ + x.rank() : start_dim_;
+    const int end = end_dim_ < 0 ? end_dim_ + x.rank() : end_dim_;
+    if (start < 0 || end >= x.rank() || start > end) {
+      throw ShapeError("start_dim " + std::to_string(start_dim_) + " and end_dim " + std::to_string(end_dim_) +
+                       " do not fit input " + x.str());
+    }
+    Shape out;
+    std::int64_t merged = 1;
+    int rank = 0;
+    std::int64_t dims[Shape::max_rank] = {};
+    for (int d = 0; d < x.rank(); ++d) {
+      if (d < start || d > end) {
+        dims[rank++] = x[d];
+      } else {
+        merged *= x[d];
+        if (d == end) dims[rank++] = merged;
+      }
+    }
+    switch (rank) {
+      case 1: out = Shape{dims[0]}; break;
+      case 2: out = Shape{dims[0], dims[1]}; break;
+      case 3: out = Shape{dims[0], dims[1], dims[2]}; break;
+      default: out = Shape{dims[0], dims[1], dims[2], dims[3]}; break;
+    }
+    return out;
   }
 
   Tensor<T> forward(const Tensor<T>& x) override {
@@ -32,6 +63,7 @@ class Flatten : public Layer<T> {
   }
 
  private:
+  int start_dim_, end_dim_;
   Shape input_shape_, output_shape_;
 };
 

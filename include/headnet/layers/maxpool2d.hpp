@@ -1,6 +1,8 @@
 // headnet/layers/maxpool2d.hpp: MaxPool2d, the maximum over K x K windows of each channel.
 //
-// x: (N, C, H, W) -> y: (N, C, H_out, W_out), H_out = (H - K) / stride + 1 (no padding, floor).
+// MaxPool2d(kernel_size, stride = kernel_size, padding = 0, ceil_mode = false), as PyTorch's.
+// x: (N, C, H, W) -> y: (N, C, H_out, W_out), H_out = floor((H + 2 padding - K) / stride) + 1
+// (ceil in ceil mode, less a window that would start in the right padding). Padding never wins.
 // Forward records the winning position of every window; backward sends each gradient there.
 #pragma once
 
@@ -17,20 +19,28 @@ template <typename T>
 class MaxPool2d : public Layer<T> {
  public:
   // stride = 0 means stride = kernel_size, PyTorch's default.
-  explicit MaxPool2d(int kernel_size, int stride = 0) : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size) {
+  explicit MaxPool2d(int kernel_size, int stride = 0, int padding = 0, bool ceil_mode = false)
+      : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size), padding_(padding), ceil_mode_(ceil_mode) {
     detail::require_at_least("MaxPool2d", "kernel_size", kernel_size, 1);
     detail::require_at_least("MaxPool2d", "stride", stride_, 1);
+    detail::require_at_least("MaxPool2d", "padding", padding, 0);
+    if (2 * padding > kernel_size) {
+      throw ShapeError("MaxPool2d: padding must be at most half of kernel_size, got padding " + std::to_string(padding) +
+                       " for kernel_size " + std::to_string(kernel_size));
+    }
   }
 
   std::string type() const override { return "MaxPool2d"; }
   std::string describe() const override {
-    return "MaxPool2d(kernel_size=" + std::to_string(kernel_size_) + ", stride=" + std::to_string(stride_) + ")";
+    return "MaxPool2d(kernel_size=" + std::to_string(kernel_size_) + ", stride=" + std::to_string(stride_) +
+           (padding_ ? ", padding=" + std::to_string(padding_) : "") + (ceil_mode_ ? ", ceil_mode=true" : "") + ")";
   }
 
   Shape output_shape(const Shape& x) const override {
     if (x.rank() != 4) throw ShapeError("expects input (N, C, H, W), got " + x.str());
-    if (x[2] < kernel_size_ || x[3] < kernel_size_) {
-      throw ShapeError("input " + std::to_string(x[2]) + "x" + std::to_string(x[3]) + " is smaller than the " +
+    if (x[2] + 2 * padding_ < kernel_size_ || x[3] + 2 * padding_ < kernel_size_) {
+      throw ShapeError("input " + std::to_string(x[2]) + "x" + std::to_string(x[3]) +
+                       (padding_ ? " with padding " + std::to_string(padding_) : std::string()) + " is smaller than the " +
                        std::to_string(kernel_size_) + "x" + std::to_string(kernel_size_) + " window");
     }
     const kernels::PoolGeometry g = geometry(x);
@@ -58,6 +68,8 @@ class MaxPool2d : public Layer<T> {
 
   int kernel_size() const { return kernel_size_; }
   int stride() const { return stride_; }
+  int padding() const { return padding_; }
+  bool ceil_mode() const { return ceil_mode_; }
 
  private:
   kernels::PoolGeometry geometry(const Shape& x) const {
@@ -66,10 +78,13 @@ class MaxPool2d : public Layer<T> {
     g.width = static_cast<int>(x[3]);
     g.kernel_size = kernel_size_;
     g.stride = stride_;
+    g.padding = padding_;
+    g.ceil_mode = ceil_mode_;
     return g;
   }
 
-  int kernel_size_, stride_;
+  int kernel_size_, stride_, padding_;
+  bool ceil_mode_;
   Shape input_shape_;
   std::vector<std::int32_t> argmax_;  // offset of each window's maximum inside its (H, W) plane
   Tensor<T> output_, grad_input_;
