@@ -11,6 +11,7 @@
 
 #include <headnet/data/cifar10.hpp>
 #include <headnet/headnet.hpp>
+#include <headnet/models/resnet.hpp>
 #include <headnet/models/tutorial_net.hpp>
 
 #include "residual_model.hpp"
@@ -140,4 +141,29 @@ TEST_CASE("A warm training step of a residual network with BatchNorm allocates n
     INFO(threads << " threads");
     CHECK(allocations.load() == 0);
   }
+}
+
+TEST_CASE("A warm training step of resnet9 at batch 32 allocates nothing", "[allocations]") {
+  set_num_threads(2);
+  manual_seed(0);
+  auto net = models::resnet9<float>();
+  SGD<float> sgd(net.parameters(), SGDOptions(0.01).momentum(0.9).nesterov(true).weight_decay(5e-4));
+  CrossEntropyLoss<float> criterion(Reduction::mean, 0.2);
+  Tensor<float> images({32, 3, 32, 32});
+  Generator gen(2);
+  for (float& v : images) v = float(gen.uniform(-1, 1));
+  std::vector<std::int32_t> labels(32);
+  for (int i = 0; i < 32; ++i) labels[std::size_t(i)] = i % 10;
+  auto step = [&] {
+    sgd.zero_grad();
+    criterion.forward(net.forward(images), labels);
+    net.backward(criterion.backward());
+    sgd.step();
+  };
+  for (int i = 0; i < 2; ++i) step();
+  allocations = 0;
+  counting = true;
+  for (int i = 0; i < 2; ++i) step();
+  counting = false;
+  CHECK(allocations.load() == 0);
 }

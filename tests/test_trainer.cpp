@@ -24,7 +24,7 @@ data::ImageSet fake_images(int count) {
   return set;
 }
 
-// (N, 3, 32, 32) -> (N, 10): conv, BatchNorm, ReLU, a residual block, pooling, linear.
+// (N, 3, 32, 32) -> (N, 10): conv, BatchNorm, ReLU, a residual block, pooling, dropout, linear.
 Sequential<float> small_model(int width = 4) {
   Sequential<float> body;
   body.add("conv", Conv2d<float>(width, width, 3, 1, 1, false));
@@ -39,6 +39,7 @@ Sequential<float> small_model(int width = 4) {
   net.add("layer1", std::move(layer));
   net.add(MaxPool2d<float>(16));
   net.add(Flatten<float>());
+  net.add("drop", Dropout<float>(0.25));  // its random stream must be checkpointed too
   net.add("fc", Linear<float>(width, 10));
   return net;
 }
@@ -74,6 +75,7 @@ struct Run {
 }  // namespace
 
 TEST_CASE("Trainer resumes bit-exactly from a mid-epoch checkpoint", "[trainer][resume]") {
+  // AdamW, a cosine schedule, a shuffled loader, BatchNorm buffers and Dropout's random stream.
   const data::ImageSet set = fake_images(60);  // 8 batches an epoch, the last one of 4
   train::TrainerOptions options;
   options.epochs = 3;

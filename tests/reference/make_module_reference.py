@@ -17,7 +17,9 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts"))
 from residual_model import residual_test_model  # noqa: E402  (the module tree headnet's test builds)
+import pytorch_models  # noqa: E402  (headnet's model zoo in PyTorch)
 
 torch.manual_seed(20261127)
 torch.set_default_dtype(torch.float64)
@@ -269,10 +271,20 @@ def residual_state_dict():
     return [dict(key=k, shape=list(v.shape), dtype=str(v.dtype).replace("torch.", "")) for k, v in net.state_dict().items()]
 
 
+def model_state_dicts():
+    out = {}
+    for name in ("resnet9", "resnet18_cifar"):
+        net = getattr(pytorch_models, name)()
+        out[name] = dict(parameters=sum(p.numel() for p in net.parameters()),
+                         state_dict=[dict(key=k, shape=list(v.shape), dtype=str(v.dtype).replace("torch.", ""))
+                                     for k, v in net.state_dict().items()])
+    return out
+
+
 reference = dict(generator="tests/reference/make_module_reference.py", torch_version=torch.__version__,
                  optimizers=optimizer_cases(), schedules=schedule_cases(), batchnorm=batchnorm_cases(),
                  layers=layer_cases(), losses=loss_cases(),
-                 residual_state_dict=residual_state_dict())
+                 residual_state_dict=residual_state_dict(), models=model_state_dicts())
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "module_reference.json")
 with open(out, "w") as f:
     json.dump(reference, f)

@@ -1,9 +1,10 @@
-// headnet/layers/residual.hpp: Residual, y = body(x) + shortcut(x).
+// headnet/layers/residual.hpp: Residual, y = body(x) + shortcut(x), or relu(body(x) + shortcut(x)).
 //
 // body: any layer, usually a Sequential (conv, BatchNorm, ReLU, conv, BatchNorm); shortcut: the
 // identity when none is given, or any layer whose output has the body's shape (a strided 1x1 conv
 // and a BatchNorm where the body changes the channels or the resolution). Backward sends dy down
-// both branches and adds their input gradients.
+// both branches and adds their input gradients. `.with_relu()` applies a ReLU to the sum in the same
+// pass (the ResNet block's last step, without a layer or a name of its own).
 //
 // Names: the body is transparent, so its layers are named directly under the block ("conv1",
 // "bn1", as in torchvision's BasicBlock); the shortcut is named `shortcut_name` ("shortcut" by
@@ -41,9 +42,21 @@ class Residual : public Layer<T> {
         throw ShapeError("Residual: the body already has a layer named '" + shortcut_name_ + "': choose another shortcut_name");
   }
 
+  // Residual<float>(body, shortcut).with_relu(): y = max(body(x) + shortcut(x), 0).
+  Residual&& with_relu() && {
+    relu_ = true;
+    return std::move(*this);
+  }
+  Residual& with_relu() & {
+    relu_ = true;
+    return *this;
+  }
+  bool relu() const { return relu_; }
+
   std::string type() const override { return "Residual"; }
   std::string describe() const override {
-    return "Residual(" + body_->describe() + (shortcut_ ? ", " + shortcut_name_ + "=" + shortcut_->describe() : "") + ")";
+    return "Residual(" + body_->describe() + (shortcut_ ? ", " + shortcut_name_ + "=" + shortcut_->describe() : "") +
+           (relu_ ? ", relu" : "") + ")";
   }
 
   Shape output_shape(const Shape& x) const override {
@@ -57,23 +70,34 @@ class Residual : public Layer<T> {
     return body_shape;
   }
 
-  // y = body(x) + shortcut(x)
+  // y = body(x) + shortcut(x)  (then max(y, 0) with_relu)
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     const Tensor<T> a = body_->forward(x);
     const Tensor<T> b = shortcut_ ? shortcut_->forward(x) : x;
-    add(a, b, output_);
+    add(a, b, output_, relu_);
     return output_;
   }
 
-  // dx = body'(dy) + shortcut'(dy)  (the identity passes dy itself)
+  // g = dy (masked by y > 0 with_relu);  dx = body'(g) + shortcut'(g)  (the identity passes g itself)
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
-    const Tensor<T> dx_body = body_->backward(dy);
-    const Tensor<T> dx_shortcut = shortcut_ ? shortcut_->backward(dy) : dy;
+    Tensor<T> g = dy;
+    if (relu_) {
+      masked_grad_.resize(dy.shape());
+      const T* y = output_.data();
+      const T* d = dy.data();
+      T* m = masked_grad_.data();
+      const std::int64_t n = dy.numel();
+#pragma omp parallel for simd schedule(static) if (n > (std::int64_t(1) << 17))
+      for (std::int64_t i = 0; i < n; ++i) m[i] = y[i] > T(0) ? d[i] : T(0);
+      g = masked_grad_;
+    }
+    const Tensor<T> dx_body = body_->backward(g);
+    const Tensor<T> dx_shortcut = shortcut_ ? shortcut_->backward(g) : g;
     if (!this->needs_input_grad_) return Tensor<T>();
     grad_input_.resize(dx_body.shape());
-    add(dx_body, dx_shortcut, grad_input_);
+    add(dx_body, dx_shortcut, grad_input_, false);
     return grad_input_;
   }
 
@@ -89,11 +113,19 @@ class Residual : public Layer<T> {
   Layer<T>* shortcut() { return shortcut_.get(); }
 
  private:
-  static void add(const Tensor<T>& a, const Tensor<T>& b, Tensor<T>& out) {
+  static void add(const Tensor<T>& a, const Tensor<T>& b, Tensor<T>& out, bool relu) {
     const T* pa = a.data();
     const T* pb = b.data();
     T* po = out.data();
     const std::int64_t n = out.numel();
+    if (relu) {
+#pragma omp parallel for simd schedule(static) if (n > (std::int64_t(1) << 17))
+      for (std::int64_t i = 0; i < n; ++i) {
+        const T sum = pa[i] + pb[i];
+        po[i] = sum < T(0) ? T(0) : sum;  // a NaN stays NaN, as ReLU's
+      }
+      return;
+    }
 #pragma omp parallel for simd schedule(static) if (n > (std::int64_t(1) << 17))
     for (std::int64_t i = 0; i < n; ++i) po[i] = pa[i] + pb[i];
   }
@@ -101,7 +133,8 @@ class Residual : public Layer<T> {
   std::unique_ptr<Layer<T>> body_;
   std::unique_ptr<Layer<T>> shortcut_;
   std::string shortcut_name_ = "shortcut";
-  Tensor<T> output_, grad_input_;
+  bool relu_ = false;
+  Tensor<T> output_, grad_input_, masked_grad_;
 };
 
 }  // namespace headnet
