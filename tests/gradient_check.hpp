@@ -8,7 +8,7 @@
 // gradient. A gradient that is zero on both sides is a failure, not a pass: it would hide a backward
 // that does nothing.
 //
-// To add a layer to the suite, add a row to the table in test_gradients.cpp.
+// To add a layer to the suite, add a row to the table in test_layers.cpp.
 #pragma once
 
 #include <cmath>
@@ -75,7 +75,7 @@ inline Tensor<double> random_tensor(const Shape& shape, Generator& gen, double l
   return t;
 }
 
-// Requires layer.set_needs_input_grad(true) (the default for every layer but Sequential).
+// Requires layer.needs_input_grad() (the default; models:: factories turn it off for their root).
 inline GradientReport check_gradients(Layer<double>& layer, Tensor<double> x, Generator& gen, double h = 1e-6) {
   GradientReport report;
   const Tensor<double> r = random_tensor(layer.output_shape(x.shape()), gen);

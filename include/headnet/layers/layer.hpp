@@ -30,7 +30,7 @@
 // PyTorch's dotted names, state_dict() / load_state_dict(), set_requires_grad(), zero_grad().
 //
 // To add a layer: copy relu.hpp (no parameters) or linear.hpp (with parameters), put its arithmetic
-// in kernels/, and add one line to the gradient-check table in tests/test_gradients.cpp. To write a
+// in kernels/, and add one line to the gradient-check table in tests/test_layers.cpp. To write a
 // block: hold the children, list them in children(), write forward and backward (residual.hpp).
 #pragma once
 
