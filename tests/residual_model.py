@@ -9,26 +9,14 @@ with headnet, so that both have the same state_dict keys, shapes and order.
 on (N, 3, 8, 8) inputs. headnet's Residual names its body's layers directly under the block (as
 torchvision's BasicBlock does) and its shortcut "shortcut".
 """
+import os
+import sys
 from collections import OrderedDict
 
-import torch
 import torch.nn as nn
 
-
-class Residual(nn.Module):
-    def __init__(self, body, shortcut=None):
-        super().__init__()
-        self.body_names = list(body)
-        for name, module in body.items():
-            self.add_module(name, module)
-        if shortcut is not None:
-            self.shortcut = shortcut
-
-    def forward(self, x):
-        y = x
-        for name in self.body_names:
-            y = getattr(self, name)(y)
-        return y + (self.shortcut(x) if hasattr(self, "shortcut") else x)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from pytorch_models import Residual  # noqa: E402  (headnet's Residual in PyTorch)
 
 
 def block(c_in, c_out, stride):

@@ -72,7 +72,11 @@ class Residual : public Layer<T> {
 
   // y = body(x) + shortcut(x)  (then max(y, 0) with_relu)
   Tensor<T> forward(const Tensor<T>& x) override {
-    output_.resize(this->checked_output_shape(x.shape()));
+    if (x.shape() != checked_input_shape_) {  // both branches checked once per input shape, not every step
+      checked_output_shape_ = this->checked_output_shape(x.shape());
+      checked_input_shape_ = x.shape();
+    }
+    output_.resize(checked_output_shape_);
     const Tensor<T> a = body_->forward(x);
     const Tensor<T> b = shortcut_ ? shortcut_->forward(x) : x;
     add(a, b, output_, relu_);
@@ -134,6 +138,7 @@ class Residual : public Layer<T> {
   std::unique_ptr<Layer<T>> shortcut_;
   std::string shortcut_name_ = "shortcut";
   bool relu_ = false;
+  Shape checked_input_shape_, checked_output_shape_;
   Tensor<T> output_, grad_input_, masked_grad_;
 };
 
