@@ -220,12 +220,30 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
     pack_forward_weights(weight, C_out, R, packed);
   std::int64_t* offsets = ws.offsets(0, R);
   tap_offsets(in, K, offsets);
-  ws.prepare(std::min(num_threads(), std::max(N, 1)));
+  // Each thread's buffers, grown for every thread before the parallel region: which thread runs
+  // which image is decided at run time, so growing them there would allocate whenever a thread first
+  // gets work it did not get before (a warm training step must not allocate).
+  struct Buffers {
+    float* y_ext;
+    std::int64_t* base;
+    float* acc;
+    float* xp;
+  };
+  auto buffers = [&](int t) {
+    return Buffers{by_channel ? nullptr : ws.extended(t, forward_channels * L),
+                   by_channel ? ws.pixel_bases(t, g.out_pixels()) : nullptr,
+                   by_channel ? ws.gathered_aligned(t, 96 * forward_tiles_by_channel(g.out_pixels())) : nullptr,
+                   g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr};
+  };
+  const int threads = std::min(num_threads(), std::max(N, 1));
+  ws.prepare(threads);
+  for (int t = 0; t < threads; ++t) buffers(t);
   detail::for_each_image_chunk(N, N, [&](int t, int, int begin, int end) {
-    float* y_ext = by_channel ? nullptr : ws.extended(t, forward_channels * L);
-    std::int64_t* base = by_channel ? ws.pixel_bases(t, g.out_pixels()) : nullptr;
-    float* acc = by_channel ? ws.gathered_aligned(t, 96 * forward_tiles_by_channel(g.out_pixels())) : nullptr;
-    float* xp = g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr;
+    const Buffers b = buffers(t);
+    float* y_ext = b.y_ext;
+    std::int64_t* base = b.base;
+    float* acc = b.acc;
+    float* xp = b.xp;
     for (int n = begin; n < end; ++n) {
       const float* image = x + std::int64_t(n) * g.image_size();
       if (xp) pad_image(image, g.channels, g.height, g.width, g.padding, xp);
@@ -273,9 +291,38 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // Without a weight gradient every image is its own chunk; with one, each of a few chunks sums
   // into its own partial gradient, added up in chunk order at the end.
   const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks : N));
-  ws.prepare(std::min(num_threads(), chunks));
+  const int threads = std::min(num_threads(), chunks);
+  ws.prepare(threads);
   if (grad_weight)
     for (int c = 0; c < chunks; ++c) ws.chunk_partial(c, weight_size + C_out);  // grown outside the threads
+  // Groups of images whose padded inputs and dy (extended or transposed) fit in about 256 KiB
+  // (L2), so that each weight tile sums a whole group in registers while the group stays in cache.
+  const bool extend = scatter || (grad_weight && !by_channel), transpose = grad_weight && by_channel;
+  const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = extend ? C_out * Ln : 0;
+  const std::int64_t dyT_stride = transpose ? round_up(C_out * P, 16) : 0;
+  const std::int64_t group_bytes = 4 * ((grad_weight ? xp_stride : 0) + dy_stride + dyT_stride);
+  const int group = group_bytes ? int(std::max<std::int64_t>(1, (std::int64_t(256) << 10) / group_bytes)) : 1;
+  // Each thread's buffers for `most` images, grown for every thread and the largest chunk before the
+  // parallel region (as in conv2d_forward: no allocation when a thread first gets other work).
+  struct Buffers {
+    float *xp, *dy_ext, *dyT, *dxp, *dyp, *y_ext;
+  };
+  auto buffers = [&](int t, int most) {
+    Buffers b{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    if (grad_weight || scatter) {
+      b.xp = grad_weight ? ws.padded(t, most * xp_stride) : nullptr;
+      b.dy_ext = extend ? ws.extended(t, most * dy_stride) : nullptr;
+      b.dyT = transpose ? ws.transposed(t, most * dyT_stride) : nullptr;
+      b.dxp = scatter ? ws.columns(t, in.size() + scatter_slack) : nullptr;
+    }
+    if (dx && !scatter) {
+      b.dyp = ws.columns(t, grad.size() + slack);
+      b.y_ext = ws.gathered(t, forward_channels * L_grad);
+    }
+    return b;
+  };
+  const int largest_chunk = (N + chunks - 1) / chunks;
+  for (int t = 0; t < threads; ++t) buffers(t, std::min(group, largest_chunk));
   detail::for_each_image_chunk(N, chunks, [&](int t, int chunk, int begin, int end) {
     float* gw = nullptr;
     float* gb = nullptr;
@@ -285,19 +332,12 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
       std::fill(gw, gw + weight_size + C_out, 0.0f);
       gb = grad_bias ? gw + weight_size : nullptr;
     }
+    const Buffers b = buffers(t, std::min(group, end - begin));
     if (gw || scatter) {
-      // Groups of images whose padded inputs and dy (extended or transposed) fit in about 256 KiB
-      // (L2), so that each weight tile sums a whole group in registers while the group stays in cache.
-      const bool extend = scatter || (gw && !by_channel), transpose = gw && by_channel;
-      const std::int64_t xp_stride = round_up(in.size() + slack, 16), dy_stride = extend ? C_out * Ln : 0;
-      const std::int64_t dyT_stride = transpose ? round_up(C_out * P, 16) : 0;
-      const int group = int(std::max<std::int64_t>(
-          1, (std::int64_t(256) << 10) / (4 * ((gw ? xp_stride : 0) + dy_stride + dyT_stride))));
-      const int most = std::min(group, end - begin);
-      float* xp = gw ? ws.padded(t, most * xp_stride) : nullptr;
-      float* dy_ext = extend ? ws.extended(t, most * dy_stride) : nullptr;
-      float* dyT = transpose ? ws.transposed(t, most * dyT_stride) : nullptr;
-      float* dxp = scatter ? ws.columns(t, in.size() + scatter_slack) : nullptr;
+      float* xp = b.xp;
+      float* dy_ext = b.dy_ext;
+      float* dyT = b.dyT;
+      float* dxp = b.dxp;
       for (int n0 = begin; n0 < end; n0 += group) {
         const int images = std::min(group, end - n0);
         for (int i = 0; i < images; ++i) {
@@ -320,8 +360,8 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
       }
     }
     if (dx && !scatter) {
-      float* dyp = ws.columns(t, grad.size() + slack);
-      float* y_ext = ws.gathered(t, forward_channels * L_grad);
+      float* dyp = b.dyp;
+      float* y_ext = b.y_ext;
       for (int n = begin; n < end; ++n) {
         pad_image(dy + n * out_image, C_out, g.out_height(), g.out_width(), q, dyp);
         forward_image(grad, K, C, dyp, packed, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(), y_ext);
