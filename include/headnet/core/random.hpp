@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <utility>
@@ -45,6 +46,14 @@ class Generator {
   // Uniform in [0, 1) with 53 random bits.
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   double uniform(double low, double high) { return low + (high - low) * uniform(); }
+
+  // Standard normal, by Box-Muller from two uniforms (no spare value kept: the state stays the four
+  // words a checkpoint saves).
+  double normal() {
+    const double u1 = 1.0 - uniform();  // (0, 1]: log stays finite
+    const double u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586476925 * u2);
+  }
 
   // Uniform integer in [0, bound) without modulo bias (Lemire's method).
   std::uint64_t below(std::uint64_t bound) {
