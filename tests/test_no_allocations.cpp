@@ -167,3 +167,28 @@ TEST_CASE("A warm training step of resnet9 at batch 32 allocates nothing", "[all
   counting = false;
   CHECK(allocations.load() == 0);
 }
+
+TEST_CASE("Drawing augmented batches in parallel allocates nothing once warm", "[allocations][augment]") {
+  data::ImageSet set;
+  for (int i = 0; i < 600; ++i) {
+    set.labels.push_back(i % 10);
+    for (int k = 0; k < 3072; ++k) set.pixels.push_back(std::uint8_t((i * 13 + k) % 256));
+  }
+  set_num_threads(2);
+  data::BatchLoader loader(set, 128, true, 1);
+  data::AugmentOptions o;
+  o.pad = 2;
+  o.flip = data::Flip::alternating;
+  o.cutout = 8;
+  loader.set_augmentation(o, 1);
+  Tensor<float> images;
+  std::vector<std::int32_t> labels;
+  loader.next(images, labels);
+  loader.next(images, labels);
+  allocations = 0;
+  counting = true;
+  loader.next(images, labels);
+  loader.next(images, labels);
+  counting = false;
+  CHECK(allocations.load() == 0);
+}

@@ -26,6 +26,8 @@
 #include "headnet/core/error.hpp"
 #include "headnet/core/random.hpp"
 #include "headnet/core/tensor.hpp"
+#include "headnet/core/parallel.hpp"
+#include "headnet/data/augment.hpp"
 #include "headnet/data/loader.hpp"
 
 namespace headnet {
@@ -141,7 +143,9 @@ struct Normalization {
 };
 
 // Draws batches from an ImageSet, in a shuffled order when asked, converting them to float into a
-// tensor it owns and reuses. Same seed, same order, epoch after epoch.
+// tensor it owns and reuses (images in parallel), and augmenting them when set_augmentation() was
+// called (data/augment.hpp: keyed on the seed, the epoch and the image). Same seed, same order and
+// same augmented images, epoch after epoch. set_drop_last(true) leaves out a last partial batch.
 class BatchLoader : public Loader {
  public:
   BatchLoader(const ImageSet& set, int batch_size, bool shuffle, std::uint64_t seed,
@@ -159,25 +163,36 @@ class BatchLoader : public Loader {
   // stream of that seed, independent of the initial weights drawn with the same seed.
   static Generator initial_generator(std::uint64_t seed) { return Generator(seed, Generator::data_order); }
 
+  void set_augmentation(const AugmentOptions& options, std::uint64_t seed) { augmentation_ = Augmentation(options, seed); }
+  const Augmentation& augmentation() const { return augmentation_; }
+  void set_drop_last(bool drop) { drop_last_ = drop; }
+  std::int64_t epoch() const { return epoch_; }
+
   // Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
   void start_epoch() override {
+    ++epoch_;
     epoch_generator_ = generator_.state();
     for (std::size_t i = 0; i < order_.size(); ++i) order_[i] = static_cast<std::int64_t>(i);
     if (shuffle_) generator_.shuffle(order_.begin(), order_.end());
     position_ = 0;
   }
 
-  std::int64_t size() const override { return set_->size(); }
-  std::int64_t batches_per_epoch() const override { return (set_->size() + batch_size_ - 1) / batch_size_; }
+  std::int64_t size() const override { return drop_last_ ? set_->size() / batch_size_ * batch_size_ : set_->size(); }
+  std::int64_t batches_per_epoch() const override { return (size() + batch_size_ - 1) / batch_size_; }
 
   // Fills the next batch; false at the end of the epoch. The last batch may be smaller.
   // images: (B, 3, 32, 32), a view of the loader's buffer valid until the next call.
   bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) override {
-    if (position_ >= set_->size()) return false;
-    const std::int64_t b = std::min<std::int64_t>(batch_size_, set_->size() - position_);
+    if (position_ >= size()) return false;
+    const std::int64_t b = std::min<std::int64_t>(batch_size_, size() - position_);
     buffer_.resize({b, Cifar10::channels, Cifar10::height, Cifar10::width});
     labels.resize(std::size_t(b));
     const std::int64_t plane = Cifar10::height * Cifar10::width;
+    const bool augment = augmentation_.any();
+    const int threads = b >= 64 ? num_threads() : 1;
+    if (augment && std::int64_t(scratch_.size()) < std::int64_t(threads) * Cifar10::image_bytes)
+      scratch_.resize(std::size_t(threads) * Cifar10::image_bytes);  // grows once, before the threads
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t i = 0; i < b; ++i) {
       const std::int64_t index = order_[std::size_t(position_ + i)];
       const std::uint8_t* src = set_->image(index);
@@ -186,6 +201,9 @@ class BatchLoader : public Loader {
         const float* table = lookup_[std::size_t(c)].data();
         for (std::int64_t k = 0; k < plane; ++k) dst[c * plane + k] = table[src[c * plane + k]];
       }
+      if (augment)
+        augmentation_.apply(dst, Cifar10::channels, Cifar10::height, Cifar10::width, epoch_, index,
+                            scratch_.data() + std::int64_t(thread_index()) * Cifar10::image_bytes);
       labels[std::size_t(i)] = set_->labels[std::size_t(index)];
     }
     position_ += b;
@@ -194,13 +212,14 @@ class BatchLoader : public Loader {
   }
 
   // Skips the next `batches` batches of this epoch without converting them (to resume mid-epoch).
-  void skip(std::int64_t batches) { position_ = std::min(set_->size(), position_ + batches * batch_size_); }
+  void skip(std::int64_t batches) { position_ = std::min(size(), position_ + batches * batch_size_); }
 
-  LoaderState state() const override { return {epoch_generator_, position_}; }
+  LoaderState state() const override { return {epoch_generator_, position_, epoch_}; }
   void set_state(const LoaderState& state) override {
     generator_.set_state(state.epoch_generator);
+    epoch_ = state.epoch - 1;
     start_epoch();
-    position_ = std::max<std::int64_t>(0, std::min(set_->size(), state.position));
+    position_ = std::max<std::int64_t>(0, std::min(size(), state.position));
   }
 
   Generator& generator() { return generator_; }
@@ -212,6 +231,10 @@ class BatchLoader : public Loader {
   bool shuffle_;
   Generator generator_;
   Generator::State epoch_generator_{};  // before the current epoch's shuffle
+  std::int64_t epoch_ = -1;             // passes started, less one
+  Augmentation augmentation_;
+  bool drop_last_ = false;
+  std::vector<float> scratch_;          // one image per thread, for the augmentation
   std::vector<std::int64_t> order_;
   std::int64_t position_ = 0;
   std::array<std::array<float, 256>, 3> lookup_{};

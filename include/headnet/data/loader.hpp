@@ -21,6 +21,7 @@ namespace data {
 struct LoaderState {
   Generator::State epoch_generator{};  // before this epoch's shuffle
   std::int64_t position = 0;           // samples of this epoch already drawn
+  std::int64_t epoch = 0;              // passes started before this one (keys the augmentation)
 };
 
 class Loader {

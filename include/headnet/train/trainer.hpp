@@ -225,7 +225,7 @@ class Trainer {
     j["epoch_accuracy"] = nlohmann::json::array();
     for (double a : s.epoch_accuracy) j["epoch_accuracy"].push_back(exact(a));
     const data::LoaderState ls = loader_.state();
-    j["loader"] = {{"generator", words(ls.epoch_generator)}, {"position", ls.position}};
+    j["loader"] = {{"generator", words(ls.epoch_generator)}, {"position", ls.position}, {"epoch", ls.epoch}};
     j["optimizer"] = {{"type", optimizer_.type()}, {"steps", opt.steps}, {"lr", nlohmann::json::array()},
                       {"momentum", nlohmann::json::array()}};
     for (std::size_t g = 0; g < opt.lr.size(); ++g) {
@@ -269,6 +269,7 @@ class Trainer {
       for (const auto& a : j.at("epoch_accuracy")) s.epoch_accuracy.push_back(parse_exact(a));
       ls.epoch_generator = parse_words(j.at("loader").at("generator"));
       ls.position = j.at("loader").at("position");
+      ls.epoch = j.at("loader").at("epoch");
       const auto& o = j.at("optimizer");
       if (o.at("type").get<std::string>() != optimizer_.type()) {
         throw fail("it was written with the " + o.at("type").get<std::string>() + " optimiser, this run uses " +
