@@ -36,6 +36,8 @@
 #include "headnet/optim/optimizer.hpp"
 #include "headnet/optim/sgd.hpp"
 #include "headnet/train/evaluate.hpp"
+#include "headnet/train/model_average.hpp"
 #include "headnet/train/progress.hpp"
 #include "headnet/train/trainer.hpp"
+#include "headnet/train/tta.hpp"
 #include "headnet/version.hpp"

@@ -21,16 +21,12 @@ struct Evaluation {
   std::int64_t samples = 0;
 };
 
-inline Evaluation evaluate(Layer<float>& model, data::Loader& loader) {
-  const bool was_training = model.is_training();
-  model.eval();
+namespace detail {
+// Counts predictions (the largest logit) against labels into an Evaluation.
+struct Tally {
   Evaluation e;
-  loader.start_epoch();
-  Tensor<float> images;
-  std::vector<std::int32_t> labels;
   std::int64_t correct = 0;
-  while (loader.next(images, labels)) {
-    const Tensor<float> logits = model.forward(images);
+  void add(const Tensor<float>& logits, const std::vector<std::int32_t>& labels) {
     const std::int64_t classes = logits.size(1);
     if (e.confusion.empty()) e.confusion.assign(std::size_t(classes), std::vector<std::int64_t>(std::size_t(classes), 0));
     for (std::int64_t i = 0; i < logits.size(0); ++i) {
@@ -42,14 +38,28 @@ inline Evaluation evaluate(Layer<float>& model, data::Loader& loader) {
       ++e.samples;
     }
   }
-  e.accuracy = e.samples ? 100.0 * double(correct) / double(e.samples) : 0;
-  for (std::size_t c = 0; c < e.confusion.size(); ++c) {
-    std::int64_t total = 0;
-    for (auto v : e.confusion[c]) total += v;
-    e.class_accuracy.push_back(total ? 100.0 * double(e.confusion[c][c]) / double(total) : 0);
+  Evaluation finish() {
+    e.accuracy = e.samples ? 100.0 * double(correct) / double(e.samples) : 0;
+    for (std::size_t c = 0; c < e.confusion.size(); ++c) {
+      std::int64_t total = 0;
+      for (auto v : e.confusion[c]) total += v;
+      e.class_accuracy.push_back(total ? 100.0 * double(e.confusion[c][c]) / double(total) : 0);
+    }
+    return e;
   }
+};
+}  // namespace detail
+
+inline Evaluation evaluate(Layer<float>& model, data::Loader& loader) {
+  const bool was_training = model.is_training();
+  model.eval();
+  detail::Tally tally;
+  loader.start_epoch();
+  Tensor<float> images;
+  std::vector<std::int32_t> labels;
+  while (loader.next(images, labels)) tally.add(model.forward(images), labels);
   model.train(was_training);
-  return e;
+  return tally.finish();
 }
 
 }  // namespace train

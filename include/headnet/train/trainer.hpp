@@ -10,9 +10,9 @@
 //   thread count: the model's state dict (parameters and buffers), the optimiser's buffers, step
 //   count and per-group learning rates and momenta, the schedule's position, the loader's shuffle
 //   generator and position, every random stream of the model's layers, and the trainer's own
-//   counters (loss windows, loss curve, images seen, time). It is a safetensors file ("model.*",
-//   "optimizer.*" tensors; the rest as JSON in its metadata, beside the caller's
-//   checkpoint_metadata).
+//   counters (loss windows, loss curve, images seen, time), and any tensors given to
+//   checkpoint_extra() (a lookahead's average). It is a safetensors file ("model.*", "optimizer.*",
+//   "extra.*" tensors; the rest as JSON in its metadata, beside the caller's checkpoint_metadata).
 // - load_checkpoint() validates the whole file against this trainer's model and optimiser before it
 //   changes anything; a corrupt or mismatched file is a DataError naming it, and the file is left
 //   as it was.
@@ -106,6 +106,10 @@ class Trainer {
   void set_scheduler(LRScheduler<float>* scheduler) { scheduler_ = scheduler; }
   // A loader evaluated after every epoch; its accuracy is in state().epoch_accuracy.
   void set_validation(data::Loader* loader) { validation_ = loader; }
+  // More tensors that a run's checkpoints must hold ("extra.<name>.<key>"), e.g. a lookahead's or an
+  // EMA's average (ModelAverage::average()); handles, so the checkpoint sees their current values
+  // and load_checkpoint() copies into them.
+  void checkpoint_extra(const std::string& name, const StateDict<float>& tensors) { extras_.push_back({name, tensors}); }
 
   TrainerOptions& options() { return options_; }
   const TrainerState& state() const { return state_; }
@@ -211,6 +215,7 @@ class Trainer {
     tensors.append(model_.state_dict(), "model.");
     const OptimizerState<float> opt = optimizer_.state_dict();
     tensors.append(opt.buffers, "optimizer.");
+    for (const auto& extra : extras_) tensors.append(extra.second, "extra." + extra.first + ".");
     const TrainerState& s = state_;
     nlohmann::json j;
     j["epoch"] = s.epoch;
@@ -304,7 +309,16 @@ class Trainer {
     }
     const StateDict<float> all = io::to_state_dict<float>(file);
     for (const auto& e : all)
-      if (e.name.rfind("model.", 0) != 0 && e.name.rfind("optimizer.", 0) != 0) throw fail("unexpected tensor '" + e.name + "'");
+      if (e.name.rfind("model.", 0) != 0 && e.name.rfind("optimizer.", 0) != 0 && e.name.rfind("extra.", 0) != 0)
+        throw fail("unexpected tensor '" + e.name + "'");
+    for (const auto& extra : extras_) {
+      const StateDict<float> saved = all.with_prefix_removed("extra." + extra.first + ".");
+      for (const auto& e : extra.second) {
+        const auto* given = saved.find(e.name);
+        if (!given || given->value.shape() != e.value.shape())
+          throw fail("its '" + extra.first + "' state has no tensor '" + e.name + "' of shape " + e.value.shape().str());
+      }
+    }
     opt.buffers = all.with_prefix_removed("optimizer.");
     const StateDict<float> backup = model_.state_dict().clone();
     try {
@@ -315,6 +329,14 @@ class Trainer {
       throw fail(e.what());
     }
     if (scheduler_) scheduler_->set_last_epoch(scheduler_position);
+    for (const auto& extra : extras_) {
+      const StateDict<float> saved = all.with_prefix_removed("extra." + extra.first + ".");
+      for (const auto& e : extra.second) {
+        Tensor<float> target = e.value;
+        const Tensor<float> source = saved.at(e.name);
+        std::copy(source.begin(), source.end(), target.begin());
+      }
+    }
     for (auto& g : generators) g.first->set_state(g.second);
     loader_.set_state(ls);
     state_ = s;
@@ -389,6 +411,7 @@ class Trainer {
   data::Loader& loader_;
   TrainerOptions options_;
   LRScheduler<float>* scheduler_ = nullptr;
+  std::vector<std::pair<std::string, StateDict<float>>> extras_;
   data::Loader* validation_ = nullptr;
   CrossEntropyLoss<float> criterion_;
   TrainerState state_;
