@@ -44,6 +44,11 @@ class LRScheduler {
   // The learning rate of group g at position t.
   virtual double lr_at(std::size_t group, std::int64_t t) const = 0;
   double base_lr(std::size_t group) const { return base_lrs_.at(group); }
+  // Changes what group g's factor multiplies (0 stops the group training from the next step on).
+  void set_base_lr(std::size_t group, double lr) {
+    base_lrs_.at(group) = lr;
+    apply();
+  }
 
  protected:
   explicit LRScheduler(Optimizer<T>& optimizer) : optimizer_(optimizer) {

@@ -1,0 +1,275 @@
+// cifar10-fast: the airbench94 recipe (Keller Jordan, 2024) in headnet, its numbers from
+// shared/guides/FAST_CIFAR10.md. A BatchNorm + GELU network without residuals, whitened input
+// patches, identity-initialised convolutions, SGD with Nesterov momentum in two parameter groups,
+// a warm-up then linear-decay schedule, lookahead, alternating flips and translations, and
+// test-time augmentation.
+//
+// Writes into --out: results.json (the recipe, per-epoch loss and test accuracy, final accuracy
+// with and without TTA, times, images/s), model.safetensors (the state dict), accuracy.png,
+// loss.png, class_accuracy.png, confusion.png. --resume DIR continues a run from its checkpoint.
+// Exit codes: 0 done, 1 bad data, files or arguments, 3 training diverged.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include <CLI/CLI.hpp>
+
+#include "cifar10_common.hpp"
+
+namespace {
+
+using namespace headnet;
+
+// Every hyperparameter of the recipe, printed into results.json.
+struct FastRecipe {
+  double epochs = 9.9;
+  int batch = 1024;
+  int width1 = 64, width2 = 256, width3 = 256;
+  double lr = 11.5 / (1024 * (1 + 1 / 0.15));  // per summed-loss step; BatchNorm biases get 64x
+  double bias_lr_scale = 64;
+  double weight_decay_product = 1.9957e-3;    // lr x weight decay, the same for both groups
+  double momentum = 0.85;
+  double label_smoothing = 0.2;
+  double warmup = 0.23;                        // fraction of steps of linear warm-up from 0.2
+  double final_factor = 0.07;
+  int whiten_bias_epochs = 3;
+  int tta = 2;
+  bool whiten = true, dirac = true, lookahead = true, alternating_flip = true;
+  std::uint64_t seed = 0;
+  int threads = 0;
+  std::int64_t train_subset = 0;  // 0: all 50,000 training images
+
+  nlohmann::json to_json() const {
+    return {{"epochs", epochs}, {"batch", batch}, {"widths", {width1, width2, width3}}, {"lr", lr},
+            {"bias_lr_scale", bias_lr_scale}, {"weight_decay_product", weight_decay_product}, {"momentum", momentum},
+            {"label_smoothing", label_smoothing}, {"warmup", warmup}, {"final_factor", final_factor},
+            {"whiten_bias_epochs", whiten_bias_epochs}, {"tta", tta}, {"whiten", whiten}, {"dirac", dirac},
+            {"lookahead", lookahead}, {"alternating_flip", alternating_flip}, {"seed", seed}, {"threads", threads},
+            {"train_subset", train_subset}};
+  }
+};
+
+// conv1 -> pool -> norm1 -> act1 -> conv2 -> norm2 -> act2
+Sequential<float> conv_group(int in, int out) {
+  Sequential<float> g;
+  g.add("conv1", Conv2d<float>(in, out, 3, 1, 1, false));
+  g.add("pool", MaxPool2d<float>(2));
+  g.add("norm1", BatchNorm2d<float>(out, 1e-12, 0.4));
+  g.add("act1", GELU<float>());
+  g.add("conv2", Conv2d<float>(out, out, 3, 1, 1, false));
+  g.add("norm2", BatchNorm2d<float>(out, 1e-12, 0.4));
+  g.add("act2", GELU<float>());
+  return g;
+}
+
+Sequential<float> fast_net(const FastRecipe& r) {
+  Sequential<float> net;
+  net.add("whiten", Conv2d<float>(3, 24, 2, 1, 0, true));
+  net.add("act", GELU<float>());
+  net.add("block1", conv_group(24, r.width1));
+  net.add("block2", conv_group(r.width1, r.width2));
+  net.add("block3", conv_group(r.width2, r.width3));
+  net.add("pool", MaxPool2d<float>(3));
+  net.add("flatten", Flatten<float>());
+  net.add("head", Linear<float>(r.width3, 10, false));
+  net.add("scale", Mul<float>(1.0 / 9));
+  net.set_needs_input_grad(false);
+  return net;
+}
+
+data::Normalization cifar_normalization() {
+  data::Normalization n;
+  n.mean = {0.4914f, 0.4822f, 0.4465f};
+  n.std = {0.2470f, 0.2435f, 0.2616f};
+  return n;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Train CIFAR-10 with the airbench94 recipe (94% in about 10 epochs)", "cifar10-fast"};
+  FastRecipe r;
+  std::string data_dir = "data", out_dir = "runs/fast", resume_dir;
+  std::int64_t checkpoint_every = 48, kill_at_step = 0;
+  bool quiet = false, no_whiten = false, no_dirac = false, no_lookahead = false, no_alt_flip = false;
+  app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches")->capture_default_str();
+  app.add_option("--out", out_dir, "Folder for results.json, model.safetensors and the charts")->capture_default_str();
+  app.add_option("--epochs", r.epochs, "Epochs (may be fractional)")->capture_default_str()->check(CLI::Range(0.05, 1000.0));
+  app.add_option("--batch", r.batch, "Batch size")->capture_default_str()->check(CLI::Range(2, 50000));
+  app.add_option("--width1", r.width1, "Channels of block 1")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--width2", r.width2, "Channels of block 2")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--width3", r.width3, "Channels of block 3")->capture_default_str()->check(CLI::Range(1, 4096));
+  app.add_option("--tta", r.tta, "Test-time augmentation level: 0, 1 (mirror) or 2 (six views)")
+      ->capture_default_str()->check(CLI::Range(0, 2));
+  app.add_option("--label-smoothing", r.label_smoothing, "Label smoothing")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  app.add_flag("--no-whiten", no_whiten, "Ablation: a trained 2x2 convolution instead of the whitening one");
+  app.add_flag("--no-dirac", no_dirac, "Ablation: no identity initialisation of the 3x3 convolutions");
+  app.add_flag("--no-lookahead", no_lookahead, "Ablation: no lookahead");
+  app.add_flag("--no-alt-flip", no_alt_flip, "Ablation: random flips instead of alternating ones");
+  app.add_option("--seed", r.seed, "Seed")->capture_default_str();
+  app.add_option("--threads", r.threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--train-subset", r.train_subset, "Train on the first N training images only (for quick checks)")
+      ->check(CLI::Range(std::int64_t(1), std::int64_t(50000)));
+  app.add_option("--checkpoint-every", checkpoint_every, "Steps between checkpoints (0: at epoch ends only)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  app.add_option("--resume", resume_dir, "Continue the run in this --out folder from its checkpoint")->check(CLI::ExistingDirectory);
+  app.add_option("--debug-kill-at-step", kill_at_step, "Testing only")->group("");
+  app.add_flag("--quiet", quiet, "No progress line");
+  CLI11_PARSE(app, argc, argv);
+  r.whiten = !no_whiten;
+  r.dirac = !no_dirac;
+  r.lookahead = !no_lookahead;
+  r.alternating_flip = !no_alt_flip;
+
+  try {
+    if (!resume_dir.empty()) {
+      out_dir = resume_dir;
+      const auto metadata = train::Trainer::checkpoint_metadata_of(resume_dir + "/checkpoint.safetensors");
+      if (!metadata.count("fast_recipe")) throw DataError("'" + resume_dir + "/checkpoint.safetensors' is not a cifar10-fast checkpoint");
+      const auto j = nlohmann::json::parse(metadata.at("fast_recipe"));
+      r.epochs = j.at("epochs"), r.batch = j.at("batch"), r.width1 = j.at("widths")[0], r.width2 = j.at("widths")[1];
+      r.width3 = j.at("widths")[2], r.tta = j.at("tta"), r.label_smoothing = j.at("label_smoothing"), r.whiten = j.at("whiten");
+      r.dirac = j.at("dirac"), r.lookahead = j.at("lookahead"), r.alternating_flip = j.at("alternating_flip");
+      r.seed = j.at("seed"), r.threads = j.at("threads"), r.train_subset = j.at("train_subset");
+    }
+    if (r.threads > 0) set_num_threads(r.threads);
+    r.threads = num_threads();
+    std::filesystem::create_directories(out_dir);
+    const std::string folder = cifar10::find_data_folder(data_dir);
+    data::ImageSet train_set = data::read_cifar10_train(folder);
+    const data::ImageSet test_set = data::read_cifar10_test(folder);
+    if (r.train_subset > 0 && r.train_subset < train_set.size()) {
+      train_set.labels.resize(std::size_t(r.train_subset));
+      train_set.pixels.resize(std::size_t(r.train_subset) * data::Cifar10::image_bytes);
+    }
+
+    manual_seed(r.seed);
+    auto net = fast_net(r);
+    // Identity on the first in_channels filters of each 3x3 conv (all of each block's conv2).
+    if (r.dirac)
+      for (const char* block : {"block1", "block2", "block3"})
+        for (const char* conv : {"conv1", "conv2"}) {
+          Tensor<float> w = net.state_dict().at(std::string(block) + "." + conv + ".weight");
+          Tensor<float> first = w.slice(0, std::min(w.size(0), w.size(1)));
+          init::dirac_(first);
+        }
+    for (const auto& p : net.parameters())
+      if (p.name.find("norm") != std::string::npos && p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".weight") == 0)
+        net.set_requires_grad(p.name, false);  // BatchNorm weights stay 1; only their biases train
+    if (r.whiten) {
+      data::BatchLoader first(train_set, int(std::min<std::int64_t>(5000, train_set.size())), false, 0, cifar_normalization());
+      Tensor<float> images;
+      std::vector<std::int32_t> labels;
+      first.next(images, labels);
+      Tensor<float> w = net.state_dict().at("whiten.weight");
+      init::whitening_(w, images, 5e-4);
+      net.set_requires_grad("whiten.weight", false);
+    }
+
+    data::BatchLoader loader(train_set, r.batch, true, r.seed, cifar_normalization());
+    loader.set_drop_last(true);
+    data::AugmentOptions augment;
+    augment.pad = 2;
+    augment.flip = r.alternating_flip ? data::Flip::alternating : data::Flip::random;
+    loader.set_augmentation(augment, r.seed);
+    data::BatchLoader test(test_set, 1000, false, 0, cifar_normalization());
+
+    // Groups: BatchNorm biases at 64x the learning rate, weight decay such that lr x wd is the same
+    // for all; the whitening bias in a group of its own, whose rate goes to 0 after
+    // whiten_bias_epochs (then it no longer moves at all, weight decay and momentum included).
+    std::vector<Parameter<float>> main_group, bias_group, whiten_group;
+    for (const auto& p : net.trainable_parameters()) {
+      if (p.name.find("norm") != std::string::npos) bias_group.push_back(p);
+      else if (r.whiten && p.name == "whiten.bias") whiten_group.push_back(p);
+      else main_group.push_back(p);
+    }
+    const double bias_lr = r.lr * r.bias_lr_scale;
+    auto options_for = [&](double lr) {
+      return SGDOptions(lr).momentum(r.momentum).nesterov(true).weight_decay(r.weight_decay_product / lr);
+    };
+    SGD<float> sgd({{main_group, options_for(r.lr)}, {bias_group, options_for(bias_lr)}, {whiten_group, options_for(r.lr)}});
+    const std::int64_t total_steps = std::int64_t(std::ceil(double(loader.batches_per_epoch()) * r.epochs));
+    PiecewiseLinearLR<float> schedule(sgd, {0, std::round(r.warmup * double(total_steps)), double(total_steps)},
+                                      {0.2, 1.0, r.final_factor});
+    auto freeze_whitening_bias = [&] { schedule.set_base_lr(2, 0.0); };
+    train::ModelAverage<float> lookahead(net);
+
+    train::TrainerOptions options;
+    options.epochs = int(std::ceil(r.epochs));
+    options.max_steps = total_steps;
+    options.progress = !quiet;
+    options.checkpoint_path = out_dir + "/checkpoint.safetensors";
+    options.checkpoint_every = checkpoint_every;
+    options.debug_kill_at_step = kill_at_step;
+    options.curve_points_per_epoch = 1;  // the loss curve is the mean loss of each epoch (checkpointed)
+    train::Trainer trainer(net, sgd, loader, options);
+    trainer.criterion() = CrossEntropyLoss<float>(Reduction::sum, r.label_smoothing);
+    trainer.set_scheduler(&schedule);
+    trainer.set_validation(&test);
+    trainer.checkpoint_metadata = {{"fast_recipe", r.to_json().dump()}};
+    if (r.lookahead) trainer.checkpoint_extra("lookahead", lookahead.average());
+    trainer.on_step = [&](const train::StepInfo& s) {
+      if (r.lookahead && s.global_step % 5 == 0) {
+        const double progress = double(s.global_step) / double(total_steps);
+        lookahead.update(std::pow(0.95, 5) * progress * progress * progress);
+        lookahead.copy_to_model();
+      }
+    };
+    trainer.on_epoch_end = [&](int epoch, const train::TrainerState&) {
+      if (epoch + 1 == r.whiten_bias_epochs) freeze_whitening_bias();
+    };
+    if (!resume_dir.empty()) {
+      trainer.load_checkpoint(resume_dir + "/checkpoint.safetensors");
+      if (trainer.state().epoch >= r.whiten_bias_epochs) freeze_whitening_bias();
+      std::printf("Resuming at epoch %d, step %lld\n", trainer.state().epoch + 1, (long long)trainer.state().step);
+    }
+    std::printf("headnet %s, cifar10-fast, %d threads, seed %llu, %lld steps\n%s", HEADNET_VERSION_STRING, r.threads,
+                (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, 3, 32, 32}).c_str());
+    std::fflush(stdout);
+    trainer.fit();
+    if (r.lookahead) lookahead.copy_to_model();
+    std::vector<double> epoch_loss;  // mean loss per image of each epoch (the last may be partial)
+    for (const auto& point : trainer.state().loss_curve) epoch_loss.push_back(point.second / r.batch);
+    if (trainer.state().curve_count > 0)
+      epoch_loss.push_back(trainer.state().curve_loss / double(trainer.state().curve_count) / r.batch);
+
+    const auto eval_start = std::chrono::steady_clock::now();
+    const train::Evaluation plain = train::evaluate(net, test);
+    const train::Evaluation tta = train::evaluate_tta(net, test, r.tta);
+    const double eval_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - eval_start).count();
+    std::printf("Test accuracy %.2f%% without TTA, %.2f%% with TTA level %d; training %.1f s (%.0f images/s), evaluation %.1f s\n",
+                plain.accuracy, tta.accuracy, r.tta, trainer.state().seconds, trainer.images_per_second(), eval_seconds);
+
+    nlohmann::json results = cifar10::evaluation_json(tta);
+    results["recipe"] = r.to_json();
+    results["test_accuracy_without_tta"] = plain.accuracy;
+    results["epoch_test_accuracy"] = trainer.state().epoch_accuracy;
+    results["epoch_train_loss"] = epoch_loss;
+    results["train_seconds"] = trainer.state().seconds;
+    results["eval_seconds"] = eval_seconds;
+    results["images_per_second"] = trainer.images_per_second();
+    results["headnet_version"] = HEADNET_VERSION_STRING;
+    io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), {{"format", "pt"}, {"fast_recipe", r.to_json().dump()}});
+    cifar10::write_text_atomically(out_dir + "/results.json", results.dump(2) + "\n");
+    viz::LineSeries accuracy{"test accuracy", {}, trainer.state().epoch_accuracy};
+    viz::LineSeries loss{"training loss", {}, epoch_loss};
+    for (std::size_t e = 0; e < accuracy.y.size(); ++e) accuracy.x.push_back(double(e + 1));
+    for (std::size_t e = 0; e < loss.y.size(); ++e) loss.x.push_back(double(e + 1));
+    viz::line_chart(out_dir + "/accuracy.png", "Test accuracy per epoch (no TTA)", "epoch", "accuracy (%)", {accuracy});
+    viz::line_chart(out_dir + "/loss.png", "Training loss per epoch", "epoch", "cross-entropy (smoothed labels)", {loss});
+    viz::bar_chart(out_dir + "/class_accuracy.png", "Per-class test accuracy with TTA (" + viz::fixed(tta.accuracy, 2) + "%)",
+                   cifar10::class_names(), tta.class_accuracy, "accuracy (%)", 100);
+    viz::heatmap(out_dir + "/confusion.png", "Confusion matrix with TTA", cifar10::class_names(), tta.confusion, "true class",
+                 "predicted class");
+    std::printf("Wrote %s/results.json, model.safetensors, accuracy.png, loss.png, class_accuracy.png, confusion.png\n",
+                out_dir.c_str());
+    return 0;
+  } catch (const NumericError& e) {
+    std::fprintf(stderr, "cifar10-fast: error: %s\n", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cifar10-fast: error: %s\n", e.what());
+    return 1;
+  }
+}
