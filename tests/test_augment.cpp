@@ -9,6 +9,8 @@
 #include <headnet/data/cifar10.hpp>
 #include <headnet/headnet.hpp>
 
+#include "fake_images.hpp"
+
 using namespace headnet;
 using namespace headnet::data;
 
@@ -35,15 +37,7 @@ float reference_pixel(const std::vector<float>& x, int C, int H, int W, int c, i
   return at(i + dy, j + dx);
 }
 
-ImageSet fake_images(int count) {
-  ImageSet set;
-  Generator gen(21);
-  for (int i = 0; i < count; ++i) {
-    set.labels.push_back(std::int32_t(i % 10));
-    for (int k = 0; k < 3072; ++k) set.pixels.push_back(std::uint8_t(gen.below(256)));
-  }
-  return set;
-}
+data::ImageSet fake_images(int count) { return headnet_test::fake_images(count, 21); }
 
 }  // namespace
 

@@ -10,19 +10,13 @@
 #include <headnet/data/cifar10.hpp>
 #include <headnet/headnet.hpp>
 
+#include "fake_images.hpp"
+
 using namespace headnet;
 
 namespace {
 
-data::ImageSet fake_images(int count) {
-  data::ImageSet set;
-  Generator gen(99);
-  for (int i = 0; i < count; ++i) {
-    set.labels.push_back(std::int32_t(gen.below(10)));
-    for (int k = 0; k < 3072; ++k) set.pixels.push_back(std::uint8_t(gen.below(256)));
-  }
-  return set;
-}
+data::ImageSet fake_images(int count) { return headnet_test::fake_images(count, 99); }
 
 // (N, 3, 32, 32) -> (N, 10): conv, BatchNorm, ReLU, a residual block, pooling, dropout, linear.
 Sequential<float> small_model(int width = 4) {
