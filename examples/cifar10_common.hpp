@@ -15,6 +15,7 @@
 
 #include <headnet/data/cifar10.hpp>
 #include <headnet/headnet.hpp>
+#include <headnet/io/onnx.hpp>
 #include <headnet/models/tutorial_net.hpp>
 #include <headnet/viz/chart.hpp>
 
@@ -215,6 +216,20 @@ inline void draw_run_charts(const std::string& folder, const RunResult& r, const
 
 inline void write_text_atomically(const std::string& path, const std::string& text) {
   headnet::io::write_file_atomically(path, text);
+}
+
+// Writes `net` as an ONNX model for (N, 3, 32, 32) inputs, with what a reader needs to feed it in
+// the file's metadata_props: the class names, and the normalisation of pixels scaled to [0, 1]
+// (x = (pixel / 255 - mean) / std per channel), as JSON.
+inline void export_onnx(const std::string& path, headnet::Layer<float>& net, const headnet::data::Normalization& n,
+                        const std::string& trainer, const nlohmann::json& recipe) {
+  headnet::io::OnnxExportOptions options;
+  options.output_name = "logits";
+  options.metadata = {{"classes", nlohmann::json(class_names()).dump()},
+                      {"normalization", nlohmann::json{{"mean", n.mean}, {"std", n.std}}.dump()},
+                      {"trained_by", trainer},
+                      {"recipe", recipe.dump()}};
+  headnet::io::save_onnx(path, net, headnet::Shape{1, 3, 32, 32}, options);
 }
 
 }  // namespace cifar10

@@ -6,7 +6,8 @@
 //
 // Writes into --out: results.json (the recipe, per-epoch loss and test accuracy, final accuracy
 // with and without TTA, times, images/s), model.safetensors (the state dict), accuracy.png,
-// loss.png, class_accuracy.png, confusion.png. --resume DIR continues a run from its checkpoint.
+// loss.png, class_accuracy.png, confusion.png; with --export-onnx FILE also the model as ONNX
+// (io/onnx.hpp), with the class names and the input normalisation in its metadata. --resume DIR continues a run from its checkpoint.
 // Exit codes: 0 done, 1 bad data, files or arguments, 3 training diverged.
 #include <chrono>
 #include <cmath>
@@ -16,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cifar10_common.hpp"
+#include <headnet/models/airbench.hpp>
 
 namespace {
 
@@ -50,33 +52,7 @@ struct FastRecipe {
   }
 };
 
-// conv1 -> pool -> norm1 -> act1 -> conv2 -> norm2 -> act2
-Sequential<float> conv_group(int in, int out) {
-  Sequential<float> g;
-  g.add("conv1", Conv2d<float>(in, out, 3, 1, 1, false));
-  g.add("pool", MaxPool2d<float>(2));
-  g.add("norm1", BatchNorm2d<float>(out, 1e-12, 0.4));
-  g.add("act1", GELU<float>());
-  g.add("conv2", Conv2d<float>(out, out, 3, 1, 1, false));
-  g.add("norm2", BatchNorm2d<float>(out, 1e-12, 0.4));
-  g.add("act2", GELU<float>());
-  return g;
-}
-
-Sequential<float> fast_net(const FastRecipe& r) {
-  Sequential<float> net;
-  net.add("whiten", Conv2d<float>(3, 24, 2, 1, 0, true));
-  net.add("act", GELU<float>());
-  net.add("block1", conv_group(24, r.width1));
-  net.add("block2", conv_group(r.width1, r.width2));
-  net.add("block3", conv_group(r.width2, r.width3));
-  net.add("pool", MaxPool2d<float>(3));
-  net.add("flatten", Flatten<float>());
-  net.add("head", Linear<float>(r.width3, 10, false));
-  net.add("scale", Mul<float>(1.0 / 9));
-  net.set_needs_input_grad(false);
-  return net;
-}
+Sequential<float> fast_net(const FastRecipe& r) { return models::airbench<float>(r.width1, r.width2, r.width3); }
 
 data::Normalization cifar_normalization() {
   data::Normalization n;
@@ -90,7 +66,7 @@ data::Normalization cifar_normalization() {
 int main(int argc, char** argv) {
   CLI::App app{"Train CIFAR-10 with the airbench94 recipe (94% in about 10 epochs)", "cifar10-fast"};
   FastRecipe r;
-  std::string data_dir = "data", out_dir = "runs/fast", resume_dir;
+  std::string data_dir = "data", out_dir = "runs/fast", resume_dir, onnx_file;
   std::int64_t checkpoint_every = 48, kill_at_step = 0;
   bool quiet = false, no_whiten = false, no_dirac = false, no_lookahead = false, no_alt_flip = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches")->capture_default_str();
@@ -115,6 +91,7 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--resume", resume_dir, "Continue the run in this --out folder from its checkpoint")->check(CLI::ExistingDirectory);
   app.add_option("--debug-kill-at-step", kill_at_step, "Testing only")->group("");
+  app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
   r.whiten = !no_whiten;
@@ -251,6 +228,10 @@ int main(int argc, char** argv) {
     results["images_per_second"] = trainer.images_per_second();
     results["headnet_version"] = HEADNET_VERSION_STRING;
     io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), {{"format", "pt"}, {"fast_recipe", r.to_json().dump()}});
+    if (!onnx_file.empty()) {
+      cifar10::export_onnx(onnx_file, net, cifar_normalization(), "cifar10-fast", r.to_json());
+      std::printf("Wrote %s\n", onnx_file.c_str());
+    }
     cifar10::write_text_atomically(out_dir + "/results.json", results.dump(2) + "\n");
     viz::LineSeries accuracy{"test accuracy", {}, trainer.state().epoch_accuracy};
     viz::LineSeries loss{"training loss", {}, epoch_loss};

@@ -3,7 +3,8 @@
 // Builds the tutorial network (conv widths from --conv1/--conv2), trains it with SGD (lr 0.001,
 // momentum 0.9, batch 4, 2 epochs by default) on the five training batches, prints the tutorial's
 // loss lines and accuracies, and writes results.json, three PNG charts and the weights (as a
-// safetensors file that PyTorch's tutorial network can load) into --out. Checkpoints go to
+// safetensors file that PyTorch's tutorial network can load) into --out, and with --export-onnx
+// FILE the model as ONNX (also for a model given with --load). Checkpoints go to
 // --out/checkpoint.safetensors every --checkpoint-every steps and at each epoch's end; --resume DIR
 // continues a run from there, bit-identical to an uninterrupted run with the same thread count.
 // Exit codes: 0 done, 1 bad data, files or arguments, 3 training diverged (NaN or infinity).
@@ -23,6 +24,7 @@ int main(int argc, char** argv) {
   std::string out_dir = "runs/tutorial";
   std::string load_file;
   std::string resume_dir;
+  std::string onnx_file;
   RunOptions run;
   bool quiet = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches (or their cifar-10-batches-bin/ parent)")
@@ -58,6 +60,7 @@ int main(int argc, char** argv) {
   app.add_option("--debug-kill-at-step", run.kill_at_step,
                  "Testing only: kill the process with SIGKILL after this many steps")
       ->group("");  // hidden from --help
+  app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
 
@@ -99,6 +102,10 @@ int main(int argc, char** argv) {
       nlohmann::json j = evaluation_json(e);
       j["weights"] = load_file;
       write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
+      if (!onnx_file.empty()) {
+        export_onnx(onnx_file, net, headnet::data::Normalization::tutorial(), "cifar10-train", recipe.to_json());
+        std::printf("Wrote %s\n", onnx_file.c_str());
+      }
       return 0;
     }
 
@@ -140,6 +147,10 @@ int main(int argc, char** argv) {
                                    {"conv1", std::to_string(recipe.conv1)},
                                    {"conv2", std::to_string(recipe.conv2)},
                                    {"recipe", recipe.to_json().dump()}});
+    if (!onnx_file.empty()) {
+      export_onnx(onnx_file, net, headnet::data::Normalization::tutorial(), "cifar10-train", recipe.to_json());
+      std::printf("Wrote %s\n", onnx_file.c_str());
+    }
     write_text_atomically(out_dir + "/results.json", run_json(r).dump(2) + "\n");
     draw_run_charts(out_dir, r, "conv1 " + std::to_string(recipe.conv1) + ", conv2 " + std::to_string(recipe.conv2));
     std::printf("Wrote %s/results.json, model.safetensors, class_accuracy.png, loss.png, confusion.png\n",

@@ -5,12 +5,20 @@
 #   scripts/install_deps.sh [--tests]
 #
 # --tests adds python3-torch, with which the test suite also checks that PyTorch loads headnet's
-# weights (the check is reported as skipped without it); set HEADNET_NO_TORCH=1 to leave it out.
+# weights (the check is reported as skipped without it; set HEADNET_NO_TORCH=1 to leave it out),
+# and the ONNX readers (see below).
 set -euo pipefail
 
 packages=(g++ cmake make curl ca-certificates libeigen3-dev nlohmann-json3-dev libcli11-dev libstb-dev catch2 libbenchmark-dev)
 if [ "${1:-}" = "--tests" ] && [ "${HEADNET_NO_TORCH:-0}" != "1" ]; then
   packages+=(python3 python3-torch)
+fi
+# --tests also brings the two independent ONNX readers the tests hand headnet's files to: the ONNX
+# checker (python3-onnx) and onnxruntime, which the test installs from npm (onnxruntime-node) with
+# Node.js: Debian's nodejs and npm unless a node and an npm are already on the PATH.
+if [ "${1:-}" = "--tests" ]; then
+  packages+=(python3 python3-onnx)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 fi
 
 missing=()

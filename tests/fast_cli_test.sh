@@ -10,8 +10,12 @@ passed=0; failed=0
 check() { if eval "$2"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $1"; fi; }
 small=(--data "$work/data" --width1 8 --width2 16 --width3 16 --epochs 3 --batch 100 --threads 2 --quiet --seed 1)
 
-"$fast" "${small[@]}" --out "$work/a" > "$work/a.txt" 2>&1
+"$fast" "${small[@]}" --out "$work/a" --export-onnx "$work/a/model.onnx" > "$work/a.txt" 2>&1
 check "a run finishes" '[ $? = 0 ]'
+check "writes the ONNX file" "[ -s '$work/a/model.onnx' ]"
+if /usr/bin/python3 -c "import onnx" 2>/dev/null; then
+  check "the ONNX file passes the checker and carries the normalisation" "/usr/bin/python3 -c \"import onnx, json; m = onnx.load('$work/a/model.onnx'); onnx.checker.check_model(m, full_check=True); meta = {p.key: p.value for p in m.metadata_props}; assert json.loads(meta['normalization'])['mean'][0] > 0.49; assert len(json.loads(meta['classes'])) == 10\""
+fi
 for f in results.json model.safetensors accuracy.png loss.png class_accuracy.png confusion.png; do
   check "writes $f" "[ -s '$work/a/$f' ]"
 done

@@ -55,6 +55,7 @@ class GELU : public Activation<T, kernels::GeluOp> {
   }
   std::string type() const override { return "GELU"; }
   std::string describe() const override { return this->op_.tanh_approximation ? "GELU(approximate=\"tanh\")" : "GELU()"; }
+  std::string approximate() const { return this->op_.tanh_approximation ? "tanh" : "none"; }
 };
 
 template <typename T>
@@ -67,6 +68,7 @@ class LeakyReLU : public Activation<T, kernels::LeakyReLUOp> {
     std::snprintf(b, sizeof b, "LeakyReLU(negative_slope=%g)", this->op_.negative_slope);
     return b;
   }
+  double negative_slope() const { return this->op_.negative_slope; }
 };
 
 template <typename T>

@@ -70,6 +70,12 @@ class AvgPool2d : public Layer<T> {
     return grad_input_;
   }
 
+  int kernel_size() const { return g_.kernel_size; }
+  int stride() const { return g_.stride; }
+  int padding() const { return g_.padding; }
+  bool ceil_mode() const { return g_.ceil_mode; }
+  bool count_include_pad() const { return count_include_pad_; }
+
  private:
   kernels::PoolGeometry geometry(const Shape& x) const {
     kernels::PoolGeometry g = g_;
@@ -119,6 +125,9 @@ class AdaptiveAvgPool2d : public Layer<T> {
                                          out_h_, out_w_, dy.data(), grad_input_.data());
     return grad_input_;
   }
+
+  int output_height() const { return out_h_; }
+  int output_width() const { return out_w_; }
 
  private:
   int out_h_, out_w_;

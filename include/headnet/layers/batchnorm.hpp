@@ -118,6 +118,8 @@ class BatchNorm : public Layer<T> {
   int num_features() const { return num_features_; }
   double eps() const { return eps_; }
   double momentum() const { return momentum_; }
+  bool affine() const { return affine_; }
+  bool track_running_stats() const { return track_running_stats_; }
 
  protected:
   BatchNorm(const char* type, int min_rank, int max_rank, int num_features, double eps, double momentum, bool affine,

@@ -170,6 +170,7 @@ class Conv2d : public Layer<T> {
   int stride() const { return stride_; }
   int padding() const { return padding_; }
   int groups() const { return groups_; }
+  bool has_bias() const { return has_bias_; }
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
   // automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
   // im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).

@@ -62,6 +62,9 @@ class Flatten : public Layer<T> {
     return dy.reshape(input_shape_);
   }
 
+  int start_dim() const { return start_dim_; }
+  int end_dim() const { return end_dim_; }
+
  private:
   int start_dim_, end_dim_;
   Shape input_shape_, output_shape_;

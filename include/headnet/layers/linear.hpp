@@ -84,6 +84,7 @@ class Linear : public Layer<T> {
   Tensor<T>& grad_bias() { return grad_bias_; }
   int in_features() const { return in_features_; }
   int out_features() const { return out_features_; }
+  bool has_bias() const { return has_bias_; }
 
  private:
   int in_features_, out_features_;
