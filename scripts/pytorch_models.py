@@ -1,6 +1,7 @@
 """headnet's model zoo in PyTorch, module for module, so that state dicts move both ways:
-torch.nn modules whose state_dict keys, shapes and order are those of headnet's models::resnet9 and
-models::resnet18_cifar (include/headnet/models/resnet.hpp).
+torch.nn modules whose state_dict keys, shapes and order are those of headnet's models::resnet9,
+models::resnet18_cifar (include/headnet/models/resnet.hpp) and models::airbench
+(include/headnet/models/airbench.hpp).
 
     import sys; sys.path.insert(0, "scripts"); from pytorch_models import resnet9
     net = resnet9(); net.load_state_dict(state, strict=True)
@@ -83,7 +84,23 @@ def resnet18_cifar(classes=10):
         list(layers.items()) + [("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()), ("linear", nn.Linear(512, classes))]))
 
 
+def airbench_block(c_in, c_out):
+    return nn.Sequential(OrderedDict(
+        conv1=nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), pool=nn.MaxPool2d(2),
+        norm1=nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4), act1=nn.GELU(),
+        conv2=nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), norm2=nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4),
+        act2=nn.GELU()))
+
+
+def airbench(width1=64, width2=256, width3=256, classes=10):
+    """The fast CIFAR-10 recipe's network (models::airbench, cifar10-fast)."""
+    return nn.Sequential(OrderedDict(
+        whiten=nn.Conv2d(3, 24, 2, bias=True), act=nn.GELU(), block1=airbench_block(24, width1),
+        block2=airbench_block(width1, width2), block3=airbench_block(width2, width3), pool=nn.MaxPool2d(3),
+        flatten=nn.Flatten(), head=nn.Linear(width3, classes, bias=False), scale=Mul(1 / 9)))
+
+
 if __name__ == "__main__":
-    for make in (resnet9, resnet18_cifar):
+    for make in (resnet9, resnet18_cifar, airbench):
         net = make()
         print(make.__name__, sum(p.numel() for p in net.parameters()), "parameters,", len(net.state_dict()), "state-dict keys")

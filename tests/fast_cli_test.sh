@@ -21,6 +21,14 @@ for f in results.json model.safetensors accuracy.png loss.png class_accuracy.png
 done
 check "the loss falls" "python3 -c \"import json,sys; l=json.load(open('$work/a/results.json'))['epoch_train_loss']; sys.exit(0 if len(l)==3 and l[-1] < l[0] else 1)\""
 check "results.json has both accuracies" "grep -q test_accuracy_without_tta '$work/a/results.json'"
+# The PyTorch reference of the recipe reads the weights and finds the same accuracies, TTA included.
+if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  /usr/bin/python3 "$(dirname "$0")/../scripts/pytorch_fast.py" --data "$work/data" --load "$work/a/model.safetensors" \
+    --width1 8 --width2 16 --width3 16 --threads 2 > "$work/pytorch_load.txt" 2>&1
+  check "scripts/pytorch_fast.py --load gives headnet's accuracies" "/usr/bin/python3 -c \"import json; h = json.load(open('$work/a/results.json')); p = json.loads(open('$work/pytorch_load.txt').read().splitlines()[-1]); assert (h['test_accuracy'], h['test_accuracy_without_tta']) == (p['test_accuracy'], p['test_accuracy_without_tta']), (h['test_accuracy'], p)\""
+else
+  echo "SKIPPED: PyTorch loading cifar10-fast's weights (no python3-torch)"
+fi
 
 sh -c '"$@"; exit $?' sh "$fast" "${small[@]}" --out "$work/b" --checkpoint-every 3 --debug-kill-at-step 14 >/dev/null 2>&1
 check "the killed run exits 137 with a checkpoint" "[ \$? = 137 ] && [ -f '$work/b/checkpoint.safetensors' ]"

@@ -19,6 +19,7 @@ except ImportError:
     sys.exit(77)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
 from residual_model import residual_test_model  # noqa: E402
 from safetensors_io import load_safetensors, save_safetensors  # noqa: E402
 
