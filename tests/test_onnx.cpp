@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -263,6 +264,104 @@ TEST_CASE("ONNX: unsupported operators and attributes are refused, naming the no
   CHECK_THROWS_WITH(io::load_onnx<float>(temp_path("empty.onnx")), Catch::Contains("the file is empty"));
   CHECK_THROWS_AS(parse("this is not a protobuf message at all"), DataError);
   std::remove(temp_path("empty.onnx").c_str());
+}
+
+namespace {
+
+// A small model, written field by field: Conv(x, w) -> Relu, with `edit` applied to its parts.
+std::string conv_model(const std::function<void(io::onnx::ModelProto&)>& edit) {
+  io::onnx::ModelProto m;
+  m.ir_version = 8;
+  m.opset_import = {{"", 17}};
+  m.has_graph = true;
+  io::onnx::TensorProto w;
+  w.name = "w";
+  w.data_type = io::onnx::FLOAT;
+  w.dims = {4, 3, 3, 3};
+  w.floats.assign(108, 0.1);
+  m.graph.initializers = {w};
+  io::onnx::NodeProto conv;
+  conv.op_type = "Conv";
+  conv.name = "conv";
+  conv.inputs = {"x", "w"};
+  conv.outputs = {"h"};
+  conv.attributes = {io::detail::attr_ints("kernel_shape", {3, 3}), io::detail::attr_ints("pads", {1, 1, 1, 1})};
+  io::onnx::NodeProto relu;
+  relu.op_type = "Relu";
+  relu.name = "relu";
+  relu.inputs = {"h"};
+  relu.outputs = {"y"};
+  m.graph.nodes = {conv, relu};
+  io::onnx::ValueInfoProto in;
+  in.name = "x";
+  in.elem_type = io::onnx::FLOAT;
+  in.dims = {-1, 3, 8, 8};
+  in.dim_params = {"N", "", "", ""};
+  in.has_shape = true;
+  io::onnx::ValueInfoProto out = in;
+  out.name = "y";
+  out.dims = {-1, 4, 8, 8};
+  m.graph.inputs = {in};
+  m.graph.outputs = {out};
+  edit(m);
+  return io::onnx::encode_model(m);
+}
+
+}  // namespace
+
+TEST_CASE("ONNX: malformed files each get a clear error", "[onnx][errors]") {
+  // The unedited model reads and runs.
+  Graph<float> ok = parse(conv_model([](io::onnx::ModelProto&) {}));
+  CHECK(ok.forward(random_input({2, 3, 8, 8}, 1)).shape() == Shape{2, 4, 8, 8});
+
+  SECTION("truncated: a length past the end") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto&) {});
+    CHECK_THROWS_WITH(parse(bytes.substr(0, bytes.size() - 40)), Catch::Contains("test.onnx: ModelProto: field 7 claims"));
+  }
+  SECTION("wrong wire type") {
+    io::ProtoWriter w;
+    w.int_field(1, 8);
+    w.int_field(7, 5);  // the graph as a varint
+    CHECK_THROWS_WITH(parse(w.bytes()), Catch::Contains("test.onnx: ModelProto: field graph (7) has wire type 0, expected 2"));
+  }
+  SECTION("huge dims") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.initializers[0].dims = {std::int64_t(1) << 40, std::int64_t(1) << 40, 3, 3}; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("tensor 'w' has too many elements"));
+    const std::string big = conv_model([](io::onnx::ModelProto& m) { m.graph.initializers[0].dims = {std::int64_t(1) << 30, 3, 3, 3}; });
+    CHECK_THROWS_WITH(parse(big), Catch::Contains("tensor 'w' has 432 bytes of raw_data, its shape needs 115964116992"));
+  }
+  SECTION("negative dims") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.initializers[0].dims = {-4, 3, 3, 3}; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("tensor 'w' has a negative dimension -4"));
+  }
+  SECTION("missing initialiser") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.initializers.clear(); });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("node 'conv' (Conv): weight 'w' must be an initializer or a Constant"));
+  }
+  SECTION("a dangling input") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.nodes[1].inputs = {"nowhere"}; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("node 'relu' (Relu): input 'nowhere' is not computed by an earlier node"));
+  }
+  SECTION("a cycle") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.nodes[0].inputs[0] = "y"; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("node 'conv' (Conv): input 'y' is not computed by an earlier node"));
+  }
+  SECTION("an output no node computes") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.outputs[0].name = "z"; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("test.onnx: output 'z' is not computed by any node"));
+  }
+  SECTION("a weight that does not fit the input") {
+    const std::string bytes = conv_model([](io::onnx::ModelProto& m) { m.graph.inputs[0].dims = {-1, 5, 8, 8}; });
+    CHECK_THROWS_WITH(parse(bytes), Catch::Contains("node 'conv' (Conv): weight (4, 3, 3, 3) with group 1 does not fit input (1, 5, 8, 8)"));
+  }
+  SECTION("external data, several inputs, an integer input") {
+    CHECK_THROWS_WITH(parse(conv_model([](io::onnx::ModelProto& m) { m.graph.initializers[0].external = true; })),
+                      Catch::Contains("initializer 'w' keeps its data in an external file"));
+    CHECK_THROWS_WITH(parse(conv_model([](io::onnx::ModelProto& m) { m.graph.inputs.push_back(m.graph.inputs[0]); m.graph.inputs[1].name = "x2"; })),
+                      Catch::Contains("the graph has several inputs ('x', 'x2')"));
+    CHECK_THROWS_WITH(parse(conv_model([](io::onnx::ModelProto& m) { m.graph.inputs[0].elem_type = io::onnx::INT64; })),
+                      Catch::Contains("input 'x' has element type INT64, headnet reads FLOAT"));
+  }
 }
 
 TEST_CASE("ONNX: a layer with no ONNX form is refused when writing, naming it", "[onnx][errors]") {

@@ -115,6 +115,10 @@ inline ProtoWriter encode(const TensorProto& t) {
   for (auto d : t.dims) w.int_field(1, d);
   w.int_field(2, t.data_type);
   w.bytes_field(8, t.name);
+  if (t.external) {  // written only so that tests can check that the reader refuses it
+    w.int_field(14, 1);
+    return w;
+  }
   std::string raw;
   if (t.data_type == FLOAT) {
     raw.resize(t.floats.size() * 4);
