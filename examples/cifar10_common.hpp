@@ -218,17 +218,21 @@ inline void write_text_atomically(const std::string& path, const std::string& te
   headnet::io::write_file_atomically(path, text);
 }
 
-// Writes `net` as an ONNX model for (N, 3, 32, 32) inputs, with what a reader needs to feed it in
-// the file's metadata_props: the class names, and the normalisation of pixels scaled to [0, 1]
-// (x = (pixel / 255 - mean) / std per channel), as JSON.
-inline void export_onnx(const std::string& path, headnet::Layer<float>& net, const headnet::data::Normalization& n,
-                        const std::string& trainer, const nlohmann::json& recipe) {
+// What headnet-predict needs to use a model file: the architecture, the input size, the
+// normalisation and the class names, as safetensors metadata (the ONNX files carry the same).
+inline std::map<std::string, std::string> model_metadata(const std::string& arch, const headnet::data::Normalization& n) {
+  return {{"arch", arch},
+          {"input_size", "[3, 32, 32]"},
+          {"normalization", nlohmann::json{{"mean", n.mean}, {"std", n.std}}.dump()},
+          {"classes", nlohmann::json(class_names()).dump()}};
+}
+
+// Writes `net` as an ONNX model for (N, 3, 32, 32) inputs, with model_metadata() and the program
+// and its recipe in the file's metadata_props.
+inline void export_onnx(const std::string& path, headnet::Layer<float>& net, std::map<std::string, std::string> metadata) {
   headnet::io::OnnxExportOptions options;
   options.output_name = "logits";
-  options.metadata = {{"classes", nlohmann::json(class_names()).dump()},
-                      {"normalization", nlohmann::json{{"mean", n.mean}, {"std", n.std}}.dump()},
-                      {"trained_by", trainer},
-                      {"recipe", recipe.dump()}};
+  options.metadata = std::move(metadata);
   headnet::io::save_onnx(path, net, headnet::Shape{1, 3, 32, 32}, options);
 }
 

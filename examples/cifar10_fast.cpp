@@ -227,9 +227,13 @@ int main(int argc, char** argv) {
     results["eval_seconds"] = eval_seconds;
     results["images_per_second"] = trainer.images_per_second();
     results["headnet_version"] = HEADNET_VERSION_STRING;
-    io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), {{"format", "pt"}, {"fast_recipe", r.to_json().dump()}});
+    auto metadata = cifar10::model_metadata("airbench", cifar_normalization());
+    metadata.insert({{"format", "pt"}, {"fast_recipe", r.to_json().dump()}});
+    io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), metadata);
     if (!onnx_file.empty()) {
-      cifar10::export_onnx(onnx_file, net, cifar_normalization(), "cifar10-fast", r.to_json());
+      auto onnx_metadata = cifar10::model_metadata("airbench", cifar_normalization());
+      onnx_metadata.insert({{"trained_by", "cifar10-fast"}, {"fast_recipe", r.to_json().dump()}});
+      cifar10::export_onnx(onnx_file, net, onnx_metadata);
       std::printf("Wrote %s\n", onnx_file.c_str());
     }
     cifar10::write_text_atomically(out_dir + "/results.json", results.dump(2) + "\n");

@@ -16,6 +16,17 @@
 
 #include "cifar10_common.hpp"
 
+namespace {
+std::map<std::string, std::string> onnx_metadata(const cifar10::Recipe& recipe) {
+  auto metadata = cifar10::model_metadata("tutorial", headnet::data::Normalization::tutorial());
+  metadata.insert({{"trained_by", "cifar10-train"},
+                   {"conv1", std::to_string(recipe.conv1)},
+                   {"conv2", std::to_string(recipe.conv2)},
+                   {"recipe", recipe.to_json().dump()}});
+  return metadata;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace cifar10;
   CLI::App app{"Train the PyTorch CIFAR-10 tutorial network with headnet", "cifar10-train"};
@@ -103,7 +114,7 @@ int main(int argc, char** argv) {
       j["weights"] = load_file;
       write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
       if (!onnx_file.empty()) {
-        export_onnx(onnx_file, net, headnet::data::Normalization::tutorial(), "cifar10-train", recipe.to_json());
+        export_onnx(onnx_file, net, onnx_metadata(recipe));
         std::printf("Wrote %s\n", onnx_file.c_str());
       }
       return 0;
@@ -142,13 +153,14 @@ int main(int argc, char** argv) {
       std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
                   r.test.class_accuracy[std::size_t(c)]);
 
-    headnet::io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(),
-                                  {{"format", "pt"},
-                                   {"conv1", std::to_string(recipe.conv1)},
-                                   {"conv2", std::to_string(recipe.conv2)},
-                                   {"recipe", recipe.to_json().dump()}});
+    auto metadata = model_metadata("tutorial", headnet::data::Normalization::tutorial());
+    metadata.insert({{"format", "pt"},
+                     {"conv1", std::to_string(recipe.conv1)},
+                     {"conv2", std::to_string(recipe.conv2)},
+                     {"recipe", recipe.to_json().dump()}});
+    headnet::io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), metadata);
     if (!onnx_file.empty()) {
-      export_onnx(onnx_file, net, headnet::data::Normalization::tutorial(), "cifar10-train", recipe.to_json());
+      export_onnx(onnx_file, net, onnx_metadata(recipe));
       std::printf("Wrote %s\n", onnx_file.c_str());
     }
     write_text_atomically(out_dir + "/results.json", run_json(r).dump(2) + "\n");

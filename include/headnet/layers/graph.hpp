@@ -36,7 +36,7 @@ class Graph : public Layer<T> {
     check_name(name);
     check_value(from, name);
     layer->train(this->training_);
-    nodes_.push_back({std::move(name), std::move(layer), {from, -1}, value_count_});
+    nodes_.push_back({std::move(name), std::move(layer), {from, -1}, value_count_, Tensor<T>()});
     refresh();
     return value_count_++;
   }
@@ -45,7 +45,7 @@ class Graph : public Layer<T> {
     check_name(name);
     check_value(a, name);
     check_value(b, name);
-    nodes_.push_back({std::move(name), nullptr, {a, b}, value_count_});
+    nodes_.push_back({std::move(name), nullptr, {a, b}, value_count_, Tensor<T>()});
     refresh();
     return value_count_++;
   }

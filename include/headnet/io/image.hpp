@@ -1,0 +1,204 @@
+// headnet/io/image.hpp: image files in, model inputs out.
+//
+//   io::Image img = io::read_image("cat.jpg", 3);          // PNG, JPEG, BMP, GIF, TGA, PNM; 8-bit
+//   io::Image small = io::resize_and_crop(img, 32, 32);    // shorter side to 32, then the centre
+//   io::image_to_tensor(small, mean, std, batch.data());   // (C, H, W) floats, (pixel/255 - mean) / std
+//
+// Decoding is stb_image's (Debian's libstb-dev), compiled here as static functions, so this header
+// may be included in any number of files (define STB_IMAGE_IMPLEMENTATION yourself before including
+// it to use your own copy). Grayscale, gray+alpha, RGB and RGBA files convert to the channels asked
+// for (alpha is dropped, gray is repeated); 16-bit PNGs are reduced to 8 bits, palette PNGs expanded.
+// Every failure is a DataError naming the file and stb_image's reason ("corrupt JPEG", "bad png
+// sig", ...); the size is checked before anything is decoded (at most 2^28 pixels, 32768 a side),
+// so a header that claims a huge image costs nothing.
+//
+// Resizing is separable and antialiased when shrinking (a triangle filter widened by the scale
+// factor, as PIL's and torchvision's antialiased bilinear): an image of the target size comes back
+// unchanged, so a 32x32 PNG of a CIFAR-10 image gives exactly the loader's pixels.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#ifndef STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO  // headnet reads the file itself, so errors name it and nothing else is opened
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+#else
+#include <stb/stb_image.h>
+#endif
+
+#include "headnet/core/error.hpp"
+
+namespace headnet {
+namespace io {
+
+// 8-bit pixels, interleaved: pixels[(y * width + x) * channels + c]. Float for resized images
+// (values in 0..255, not rounded, so that resizing costs no precision).
+struct Image {
+  int width = 0, height = 0, channels = 0;
+  std::vector<float> pixels;
+  float at(int y, int x, int c) const { return pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(channels) + std::size_t(c)]; }
+};
+
+constexpr std::int64_t max_image_pixels = std::int64_t(1) << 28;
+constexpr int max_image_side = 32768;
+
+// Decodes `size` bytes of an image file (called `what` in errors) to `channels` channels (1 or 3;
+// 0 keeps the file's, with alpha dropped: 1 for gray, 3 for colour).
+inline Image decode_image(const unsigned char* data, std::size_t size, const std::string& what, int channels = 0) {
+  if (channels != 0 && channels != 1 && channels != 3) {
+    throw Error("decode_image: channels must be 0 (as in the file), 1 or 3, got " + std::to_string(channels));
+  }
+  if (size == 0) throw DataError(what + ": the file is empty");
+  if (size > std::size_t(INT32_MAX)) throw DataError(what + ": the file is larger than 2 GB");
+  int w = 0, h = 0, file_channels = 0;
+  if (!stbi_info_from_memory(data, int(size), &w, &h, &file_channels)) {
+    throw DataError(what + ": not an image headnet can read (" + stbi_failure_reason() +
+                    "; PNG, JPEG, BMP, GIF, TGA and PNM are supported)");
+  }
+  if (w < 1 || h < 1 || w > max_image_side || h > max_image_side || std::int64_t(w) * h > max_image_pixels) {
+    throw DataError(what + ": the image claims " + std::to_string(w) + "x" + std::to_string(h) +
+                    " pixels, more than headnet decodes (32768 a side, 2^28 in all)");
+  }
+  const int out_channels = channels ? channels : (file_channels <= 2 ? 1 : 3);
+  int got_w = 0, got_h = 0, got_c = 0;
+  unsigned char* decoded = stbi_load_from_memory(data, int(size), &got_w, &got_h, &got_c, out_channels);
+  if (!decoded) throw DataError(what + ": cannot decode the image (" + std::string(stbi_failure_reason()) + ")");
+  Image img;
+  img.width = got_w;
+  img.height = got_h;
+  img.channels = out_channels;
+  const std::size_t n = std::size_t(got_w) * std::size_t(got_h) * std::size_t(out_channels);
+  img.pixels.assign(decoded, decoded + n);
+  stbi_image_free(decoded);
+  return img;
+}
+
+inline Image read_image(const std::string& path, int channels = 0) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw DataError(path + ": cannot open the file");
+  const std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw DataError(path + ": read error");
+  return decode_image(bytes.data(), bytes.size(), path, channels);
+}
+
+namespace detail {
+// Resizes one line of n_in samples to n_out: a triangle filter of radius max(scale, 1), centred on
+// each output sample's position in the input.
+inline void resize_line(const std::vector<float>& in, std::vector<float>& out) {
+  const int n_in = int(in.size()), n_out = int(out.size());
+  const double scale = double(n_in) / double(n_out);
+  const double radius = std::max(scale, 1.0);
+  for (int o = 0; o < n_out; ++o) {
+    const double centre = (o + 0.5) * scale - 0.5;
+    const int first = std::max(0, int(std::floor(centre - radius)) + 1);
+    const int last = std::min(n_in - 1, int(std::ceil(centre + radius)) - 1);
+    double sum = 0, total = 0;
+    for (int i = first; i <= last; ++i) {
+      const double w = std::max(0.0, 1.0 - std::fabs((i - centre) / radius));
+      sum += w * in[std::size_t(i)];
+      total += w;
+    }
+    // The kernel misses every sample only at the borders of an enlargement: take the nearest.
+    out[std::size_t(o)] = total > 0 ? float(sum / total) : in[std::size_t(std::min(n_in - 1, std::max(0, int(std::lround(centre)))))];
+  }
+}
+}  // namespace detail
+
+// Bilinear resize to width x height, antialiased when shrinking; the same size returns a copy.
+inline Image resize(const Image& img, int width, int height) {
+  if (width < 1 || height < 1) throw Error("resize: the target size must be positive, got " + std::to_string(width) + "x" + std::to_string(height));
+  if (width == img.width && height == img.height) return img;
+  const int C = img.channels;
+  // Horizontal: each (row, channel) is a line of width samples, step C.
+  Image wide;
+  wide.width = width;
+  wide.height = img.height;
+  wide.channels = C;
+  wide.pixels.assign(std::size_t(width) * std::size_t(img.height) * std::size_t(C), 0.f);
+  for (int c = 0; c < C; ++c) {
+    std::vector<float> line_in(static_cast<std::size_t>(img.width)), line_out(static_cast<std::size_t>(width));
+    for (int y = 0; y < img.height; ++y) {
+      for (int x = 0; x < img.width; ++x) line_in[std::size_t(x)] = img.at(y, x, c);
+      detail::resize_line(line_in, line_out);
+      for (int x = 0; x < width; ++x) wide.pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(C) + std::size_t(c)] = line_out[std::size_t(x)];
+    }
+  }
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.channels = C;
+  out.pixels.assign(std::size_t(width) * std::size_t(height) * std::size_t(C), 0.f);
+  for (int c = 0; c < C; ++c) {
+    std::vector<float> line_in(static_cast<std::size_t>(img.height)), line_out(static_cast<std::size_t>(height));
+    for (int x = 0; x < width; ++x) {
+      for (int y = 0; y < img.height; ++y) line_in[std::size_t(y)] = wide.at(y, x, c);
+      detail::resize_line(line_in, line_out);
+      for (int y = 0; y < height; ++y) out.pixels[(std::size_t(y) * std::size_t(width) + std::size_t(x)) * std::size_t(C) + std::size_t(c)] = line_out[std::size_t(y)];
+    }
+  }
+  return out;
+}
+
+// The centre width x height of the image (which must be at least that large).
+inline Image center_crop(const Image& img, int width, int height) {
+  if (width > img.width || height > img.height || width < 1 || height < 1) {
+    throw Error("center_crop: cannot cut " + std::to_string(width) + "x" + std::to_string(height) + " out of " +
+                std::to_string(img.width) + "x" + std::to_string(img.height));
+  }
+  const int x0 = (img.width - width) / 2, y0 = (img.height - height) / 2;
+  Image out;
+  out.width = width;
+  out.height = height;
+  out.channels = img.channels;
+  out.pixels.reserve(std::size_t(width) * std::size_t(height) * std::size_t(img.channels));
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x)
+      for (int c = 0; c < img.channels; ++c) out.pixels.push_back(img.at(y0 + y, x0 + x, c));
+  return out;
+}
+
+// torchvision's Resize(min(width, height)) + CenterCrop((height, width)): the shorter side is
+// scaled to fit, the aspect ratio kept, then the centre is cut out.
+inline Image resize_and_crop(const Image& img, int width, int height) {
+  const double scale = std::max(double(width) / img.width, double(height) / img.height);
+  const int w = std::max(width, int(std::lround(img.width * scale)));
+  const int h = std::max(height, int(std::lround(img.height * scale)));
+  return center_crop(resize(img, w, h), width, height);
+}
+
+// Writes the image as (C, H, W) floats into `out`, x = (pixel / 255 - mean[c]) / std[c], the
+// arithmetic of the CIFAR-10 loader's lookup table, so the same pixels give the same bits.
+inline void image_to_tensor(const Image& img, const std::vector<float>& mean, const std::vector<float>& std_dev, float* out) {
+  if (int(mean.size()) != img.channels || int(std_dev.size()) != img.channels) {
+    throw Error("image_to_tensor: the normalisation has " + std::to_string(mean.size()) + " channels, the image " +
+                std::to_string(img.channels));
+  }
+  const std::size_t plane = std::size_t(img.width) * std::size_t(img.height);
+  for (int c = 0; c < img.channels; ++c)
+    for (std::size_t k = 0; k < plane; ++k)
+      out[std::size_t(c) * plane + k] = (img.pixels[k * std::size_t(img.channels) + std::size_t(c)] / 255.0f - mean[std::size_t(c)]) / std_dev[std::size_t(c)];
+}
+
+}  // namespace io
+}  // namespace headnet
