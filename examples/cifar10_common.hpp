@@ -2,6 +2,7 @@
 // finding the data, one training run on headnet's Trainer, and writing results and charts.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -216,6 +217,47 @@ inline void draw_run_charts(const std::string& folder, const RunResult& r, const
 
 inline void write_text_atomically(const std::string& path, const std::string& text) {
   headnet::io::write_file_atomically(path, text);
+}
+
+// The tutorial's picture: the first four test images with their true and predicted classes, printed
+// as the tutorial prints them ("GroundTruth:  cat   ship  ship  plane") and drawn into a PNG.
+inline void show_test_images(headnet::Layer<float>& net, const ImageSet& test, const std::string& png_path) {
+  const int n = int(std::min<std::int64_t>(4, test.size()));
+  headnet::data::BatchLoader loader(test, n, false, 0);
+  headnet::Tensor<float> images;
+  std::vector<std::int32_t> labels;
+  loader.next(images, labels);
+  net.eval();
+  const headnet::Tensor<float> logits = net.forward(images);
+  std::vector<int> predicted;
+  std::string truth_line = "GroundTruth: ", predicted_line = "Predicted: ";
+  char word[16];
+  for (int i = 0; i < n; ++i) {
+    const float* row = logits.data() + i * logits.size(1);
+    predicted.push_back(int(std::max_element(row, row + logits.size(1)) - row));
+    std::snprintf(word, sizeof word, " %-5s", class_names()[std::size_t(labels[std::size_t(i)])].c_str());
+    truth_line += word;
+    std::snprintf(word, sizeof word, " %-5s", class_names()[std::size_t(predicted.back())].c_str());
+    predicted_line += word;
+  }
+  std::printf("%s\n%s\n", truth_line.c_str(), predicted_line.c_str());
+  // Each image 4x (nearest), its true class above and the prediction below (green right, red wrong).
+  const int zoom = 4, side = 32 * zoom, pad = 12, caption = 24;
+  headnet::viz::Canvas canvas(pad + n * (side + pad), 2 * caption + side + 2 * pad);
+  for (int i = 0; i < n; ++i) {
+    const int x0 = pad + i * (side + pad), y0 = pad + caption;
+    const std::uint8_t* px = test.image(i);
+    for (int y = 0; y < side; ++y)
+      for (int x = 0; x < side; ++x) {
+        const int k = (y / zoom) * 32 + x / zoom;
+        canvas.pixel(x0 + x, y0 + y, {px[k], px[1024 + k], px[2048 + k]});
+      }
+    const bool right = predicted[std::size_t(i)] == labels[std::size_t(i)];
+    canvas.text_centered(x0 + side / 2, pad, class_names()[std::size_t(labels[std::size_t(i)])]);
+    canvas.text_centered(x0 + side / 2, y0 + side + 6, class_names()[std::size_t(predicted[std::size_t(i)])], 2,
+                         right ? headnet::viz::Color{30, 140, 30} : headnet::viz::Color{200, 30, 30});
+  }
+  canvas.save_png(png_path);
 }
 
 // What headnet-predict needs to use a model file: the architecture, the input size, the

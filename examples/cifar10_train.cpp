@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
     for (int c = 0; c < 10; ++c)
       std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
                   r.test.class_accuracy[std::size_t(c)]);
+    show_test_images(net, test, out_dir + "/test_images.png");
 
     auto metadata = model_metadata("tutorial", headnet::data::Normalization::tutorial());
     metadata.insert({{"format", "pt"},
@@ -165,7 +166,7 @@ int main(int argc, char** argv) {
     }
     write_text_atomically(out_dir + "/results.json", run_json(r).dump(2) + "\n");
     draw_run_charts(out_dir, r, "conv1 " + std::to_string(recipe.conv1) + ", conv2 " + std::to_string(recipe.conv2));
-    std::printf("Wrote %s/results.json, model.safetensors, class_accuracy.png, loss.png, confusion.png\n",
+    std::printf("Wrote %s/results.json, model.safetensors, class_accuracy.png, loss.png, confusion.png, test_images.png\n",
                 out_dir.c_str());
     return 0;
   } catch (const headnet::NumericError& e) {

@@ -44,6 +44,9 @@ expect "diverging run keeps the checkpoint" 3 "the last good checkpoint is $work
 
 # Determinism: same seed and threads, bit-identical weights.
 expect "run A" 0 "Accuracy of the network" -- "$train" --data "$work/data" --out "$work/a" --epochs 2 --batch 4 --seed 3 --threads 2 --quiet --checkpoint-every 50
+# The tutorial's picture: two lines in its format (four classes, five characters each) and the PNG.
+if grep -Eq '^GroundTruth:  [a-z ]{5} [a-z ]{5} [a-z ]{5} [a-z ]{5}$' "$work/out.txt" && grep -Eq '^Predicted:  [a-z ]{5} [a-z ]{5} [a-z ]{5} [a-z ]{5}$' "$work/out.txt" &&
+   [ -s "$work/a/test_images.png" ]; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: the tutorial's GroundTruth/Predicted lines and test_images.png"; fi
 expect "run B" 0 "Accuracy of the network" -- "$train" --data "$work/data" --out "$work/b" --epochs 2 --batch 4 --seed 3 --threads 2 --quiet --checkpoint-every 50
 if cmp -s "$work/a/model.safetensors" "$work/b/model.safetensors"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: same seed, different weights"; fi
 
