@@ -4,7 +4,14 @@
 // bitmap font made of quads) drawn at an integer scale, and the image is encoded by
 // stb_image_write (both from Debian's libstb-dev). On top of it: bar_chart (one bar per category,
 // optional error bars), grouped_bar_chart (one bar per series within each category), line_chart and
-// heatmap (a confusion matrix with its counts).
+// heatmap (a confusion matrix with its counts). Every chart is written twice: as the PNG asked for
+// and as an SVG beside it (same name, .svg), whose text is real text (crisp at any zoom, searchable)
+// placed and sized as in the PNG: the Canvas records each rectangle, line and text as an SVG element
+// while it rasterises them (pixel() alone, for photographs, is raster-only).
+//
+// Category labels never overlap: each gets the width of its slot, and a label that does not fit is
+// wrapped at spaces onto up to three lines, and a word that still does not fit is cut with "..."
+// (detail::fit_label; tests/test_charts.cpp checks the boxes with long labels).
 //
 // This header compiles stb_image_write's implementation as static functions, so it may be included
 // in several translation units of one program.
@@ -68,20 +75,41 @@ class Canvas {
   }
   // Filled rectangle [x0, x1) x [y0, y1).
   void rect(int x0, int y0, int x1, int y1, Color c) {
+    if (record_) {
+      svg_ += "<rect x=\"" + std::to_string(std::min(x0, x1)) + "\" y=\"" + std::to_string(std::min(y0, y1)) + "\" width=\"" +
+              std::to_string(std::abs(x1 - x0)) + "\" height=\"" + std::to_string(std::abs(y1 - y0)) + "\" fill=\"" + hex(c) + "\"/>\n";
+    }
     for (int y = std::max(0, std::min(y0, y1)); y < std::min(height_, std::max(y0, y1)); ++y)
       for (int x = std::max(0, std::min(x0, x1)); x < std::min(width_, std::max(x0, x1)); ++x) pixel(x, y, c);
   }
   void line(double x0, double y0, double x1, double y1, Color c, int thickness = 1) {
+    const bool was_recording = record_;
+    if (record_) {
+      char b[200];
+      std::snprintf(b, sizeof b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"%d\" stroke-linecap=\"round\"/>\n",
+                    x0, y0, x1, y1, hex(c).c_str(), thickness);
+      svg_ += b;
+      record_ = false;  // the rectangles that rasterise the line are not separate elements
+    }
     const int steps = int(std::max(std::abs(x1 - x0), std::abs(y1 - y0))) + 1;
     for (int i = 0; i <= steps; ++i) {
       const double t = double(i) / steps;
       const int x = int(std::lround(x0 + t * (x1 - x0))), y = int(std::lround(y0 + t * (y1 - y0)));
       rect(x - thickness / 2, y - thickness / 2, x - thickness / 2 + thickness, y - thickness / 2 + thickness, c);
     }
+    record_ = was_recording;
   }
 
   // Text with its top-left corner at (x, y); the font is 7 pixels high at scale 1.
   void text(int x, int y, const std::string& s, int scale = 2, Color c = palette::black) {
+    if (record_ && !s.empty()) {
+      // Monospace text stretched to the bitmap font's width, its baseline where the bitmap's is.
+      svg_ += "<text x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y + 7 * scale) + "\" font-size=\"" +
+              std::to_string(9 * scale) + "\" textLength=\"" + std::to_string(text_width(s, scale)) +
+              "\" lengthAdjust=\"spacingAndGlyphs\" fill=\"" + hex(c) + "\">" + escape(s) + "</text>\n";
+    }
+    const bool was_recording = record_;
+    record_ = false;
     std::vector<char> buffer(s.size() * 1200 + 256);  // a glyph takes up to ~15 quads of 64 bytes
     std::string copy = s;
     const int quads = stb_easy_font_print(0, 0, &copy[0], nullptr, buffer.data(), int(buffer.size()));
@@ -90,6 +118,7 @@ class Canvas {
       const float* v2 = reinterpret_cast<const float*>(buffer.data() + q * 64 + 32);
       rect(x + int(v0[0] * scale), y + int(v0[1] * scale), x + int(v2[0] * scale), y + int(v2[1] * scale), c);
     }
+    record_ = was_recording;
   }
   static int text_width(const std::string& s, int scale = 2) {
     std::string copy = s;
@@ -114,9 +143,44 @@ class Canvas {
     io::write_file_atomically(path, bytes);
   }
 
+  // The same drawing as SVG (rectangles, lines and text; not pixel()), written atomically.
+  void save_svg(const std::string& path) const {
+    const std::string w = std::to_string(width_), h = std::to_string(height_);
+    io::write_file_atomically(path, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + w + "\" height=\"" + h +
+                                        "\" viewBox=\"0 0 " + w + " " + h +
+                                        "\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\">\n" + svg_ + "</svg>\n");
+  }
+  // Both: `png_path` and the SVG beside it (".png" replaced by ".svg").
+  void save(const std::string& png_path) const {
+    save_png(png_path);
+    const std::string base = png_path.size() > 4 && png_path.compare(png_path.size() - 4, 4, ".png") == 0
+                                 ? png_path.substr(0, png_path.size() - 4)
+                                 : png_path;
+    save_svg(base + ".svg");
+  }
+
  private:
+  static std::string hex(Color c) {
+    char b[8];
+    std::snprintf(b, sizeof b, "#%02x%02x%02x", c.r, c.g, c.b);
+    return b;
+  }
+  static std::string escape(const std::string& s) {
+    std::string out;
+    for (char ch : s) {
+      if (ch == '&') out += "&amp;";
+      else if (ch == '<') out += "&lt;";
+      else if (ch == '>') out += "&gt;";
+      else if (ch == '"') out += "&quot;";
+      else out += ch;
+    }
+    return out;
+  }
+
   int width_, height_;
   std::vector<std::uint8_t> pixels_;
+  std::string svg_;
+  bool record_ = true;
 };
 
 // v with `decimals` digits after the point, as chart labels print numbers.
@@ -137,6 +201,73 @@ inline double nice_step(double range, int target_ticks) {
   return 10 * power;
 }
 
+// A label fitted into `max_width` pixels at `scale`: words wrapped onto at most `max_lines` lines,
+// a line still too wide cut with "...". Every returned line fits.
+inline std::vector<std::string> fit_label(const std::string& label, int max_width, int scale = 2, int max_lines = 3) {
+  auto fits = [&](const std::string& t) { return Canvas::text_width(t, scale) <= max_width; };
+  auto cut = [&](std::string t) {
+    if (fits(t)) return t;
+    while (!t.empty() && !fits(t + "...")) t.pop_back();
+    return t.empty() ? std::string() : t + "...";
+  };
+  std::vector<std::string> words, lines;
+  std::string word;
+  for (char ch : label + " ") {
+    if (ch == ' ') {
+      if (!word.empty()) words.push_back(word);
+      word.clear();
+    } else {
+      word += ch;
+    }
+  }
+  std::string line;
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string candidate = line.empty() ? words[i] : line + " " + words[i];
+    if (fits(candidate) || line.empty()) {
+      line = candidate;
+      continue;
+    }
+    lines.push_back(line);
+    line = words[i];
+    if (int(lines.size()) == max_lines - 1) {  // the last line takes the rest
+      for (std::size_t j = i + 1; j < words.size(); ++j) line += " " + words[j];
+      break;
+    }
+  }
+  if (!line.empty()) lines.push_back(line);
+  for (auto& l : lines) l = cut(l);
+  return lines;
+}
+
+constexpr int label_line_height(int scale) { return 9 * scale; }
+
+// The boxes (x0, y0, x1, y1) that labels centred in `slots` equal slots from x = left take, top at
+// `top`: what bar charts draw under their bars; for tests of overlap.
+struct Box {
+  int x0, y0, x1, y1;
+};
+inline std::vector<Box> label_boxes(const std::vector<std::string>& labels, int left, double slot, int top, int scale = 2) {
+  std::vector<Box> boxes;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const auto lines = fit_label(labels[i], int(slot) - 8, scale);
+    int width = 0;
+    for (const auto& l : lines) width = std::max(width, Canvas::text_width(l, scale));
+    const int cx = left + int(slot * (double(i) + 0.5));
+    boxes.push_back({cx - width / 2, top, cx - width / 2 + width, top + int(lines.size()) * label_line_height(scale)});
+  }
+  return boxes;
+}
+
+// Draws labels[i] fitted and centred in slot i.
+inline void draw_labels(Canvas& c, const std::vector<std::string>& labels, int left, double slot, int top, int scale = 2,
+                        Color color = palette::black) {
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const int cx = left + int(slot * (double(i) + 0.5));
+    const auto lines = fit_label(labels[i], int(slot) - 8, scale);
+    for (std::size_t l = 0; l < lines.size(); ++l) c.text_centered(cx, top + int(l) * label_line_height(scale), lines[l], scale, color);
+  }
+}
+
 // Plot frame: title, y label, horizontal grid with tick labels; returns the plot rectangle.
 struct Frame {
   int left, top, right, bottom;
@@ -146,7 +277,7 @@ struct Frame {
 
 inline Frame draw_frame(Canvas& c, const std::string& title, const std::string& y_label, double y_min, double y_max,
                         int bottom_margin) {
-  Frame f{90, 70, c.width() - 30, c.height() - bottom_margin, y_min, y_max};
+  Frame f{90, 78, c.width() - 30, c.height() - bottom_margin, y_min, y_max};
   c.text_centered(c.width() / 2, 18, title, 3);
   c.text(12, 48, y_label, 2, palette::axis);
   const double step = nice_step(y_max - y_min, 8);
@@ -167,8 +298,8 @@ inline Frame draw_frame(Canvas& c, const std::string& title, const std::string& 
 inline void bar_chart(const std::string& path, const std::string& title, const std::vector<std::string>& categories,
                       const std::vector<double>& values, const std::string& y_label, double y_max,
                       const std::vector<double>& errors = {}, int decimals = 1) {
-  Canvas c(std::max(900, int(categories.size()) * 90 + 140), 560);
-  auto f = detail::draw_frame(c, title, y_label, 0, y_max, 70);
+  Canvas c(std::max(900, int(categories.size()) * 90 + 140), 580);
+  auto f = detail::draw_frame(c, title, y_label, 0, y_max, 16 + 3 * detail::label_line_height(2) + 12);
   const double slot = double(f.right - f.left) / double(categories.size());
   for (std::size_t i = 0; i < categories.size(); ++i) {
     const int x0 = f.left + int(slot * i + slot * 0.15), x1 = f.left + int(slot * (i + 1) - slot * 0.15);
@@ -184,9 +315,9 @@ inline void bar_chart(const std::string& path, const std::string& title, const s
       label_y = std::min(label_y, hi - 20);
     }
     c.text_centered((x0 + x1) / 2, label_y, fixed(values[i], decimals), 2);
-    c.text_centered((x0 + x1) / 2, f.bottom + 14, categories[i], 2);
   }
-  c.save_png(path);
+  detail::draw_labels(c, categories, f.left, slot, f.bottom + 14);
+  c.save(path);
 }
 
 // Several series side by side within each category, with a legend; errors[s][i] optional.
@@ -194,8 +325,8 @@ inline void grouped_bar_chart(const std::string& path, const std::string& title,
                               const std::vector<std::string>& categories, const std::vector<std::string>& series,
                               const std::vector<std::vector<double>>& values, const std::string& y_label, double y_max,
                               const std::vector<std::vector<double>>& errors = {}) {
-  Canvas c(std::max(1100, int(categories.size() * series.size()) * 22 + 200), 620);
-  auto f = detail::draw_frame(c, title, y_label, 0, y_max, 110);
+  Canvas c(std::max(1100, int(categories.size() * series.size()) * 22 + 200), 660);
+  auto f = detail::draw_frame(c, title, y_label, 0, y_max, 150);
   const double slot = double(f.right - f.left) / double(categories.size());
   const double bar = slot * 0.8 / double(series.size());
   for (std::size_t i = 0; i < categories.size(); ++i) {
@@ -208,15 +339,19 @@ inline void grouped_bar_chart(const std::string& path, const std::string& title,
                int(f.y(std::max(0.0, values[s][i] - errors[s][i]))), palette::black);
       }
     }
-    c.text_centered(f.left + int(slot * (i + 0.5)), f.bottom + 12, categories[i], 2);
   }
-  int x = f.left;
-  for (std::size_t s = 0; s < series.size(); ++s) {  // legend under the axis labels
-    c.rect(x, c.height() - 50, x + 18, c.height() - 32, palette::series(s));
-    c.text(x + 24, c.height() - 48, series[s], 2);
-    x += 24 + Canvas::text_width(series[s], 2) + 30;
+  detail::draw_labels(c, categories, f.left, slot, f.bottom + 12);
+  int x = f.left, row = 0;
+  for (std::size_t s = 0; s < series.size(); ++s) {  // legend under the axis labels, wrapped into rows
+    const std::string name = detail::fit_label(series[s], c.width() - 2 * f.left, 2, 1)[0];
+    const int w = 24 + Canvas::text_width(name, 2) + 30;
+    if (x + w > c.width() - 20 && x > f.left) x = f.left, ++row;
+    const int y = c.height() - 58 + 24 * row - 24;
+    c.rect(x, y, x + 18, y + 18, palette::series(s));
+    c.text(x + 24, y + 2, name, 2);
+    x += w;
   }
-  c.save_png(path);
+  c.save(path);
 }
 
 struct LineSeries {
@@ -244,9 +379,9 @@ inline void line_chart(const std::string& path, const std::string& title, const 
     for (std::size_t i = 1; i < series[s].x.size(); ++i)
       c.line(px(series[s].x[i - 1]), f.y(series[s].y[i - 1]), px(series[s].x[i]), f.y(series[s].y[i]),
              palette::series(s), 3);
-    c.text(f.right - 260, f.top + 10 + 22 * int(s), series[s].name, 2, palette::series(s));
+    c.text(f.right - 260, f.top + 10 + 22 * int(s), detail::fit_label(series[s].name, 250, 2, 1)[0], 2, palette::series(s));
   }
-  c.save_png(path);
+  c.save(path);
 }
 
 // A square matrix as a heat map with each cell's count: rows are true classes, columns predictions.
@@ -254,7 +389,7 @@ inline void heatmap(const std::string& path, const std::string& title, const std
                     const std::vector<std::vector<std::int64_t>>& counts, const std::string& row_label,
                     const std::string& column_label) {
   const int n = int(labels.size()), cell = 64, left = 130, top = 90;
-  Canvas c(left + n * cell + 40, top + n * cell + 90);
+  Canvas c(left + n * cell + 40, top + n * cell + 8 + 3 * detail::label_line_height(2) + 40);
   c.text_centered(c.width() / 2, 18, title, 3);
   std::int64_t max_count = 1;
   for (const auto& row : counts)
@@ -267,12 +402,12 @@ inline void heatmap(const std::string& path, const std::string& title, const std
       c.text_centered(left + j * cell + cell / 2, top + i * cell + cell / 2 - 7,
                       std::to_string(counts[std::size_t(i)][std::size_t(j)]), 2, t > 0.55 ? palette::white : palette::black);
     }
-    c.text_right(left - 8, top + i * cell + cell / 2 - 7, labels[std::size_t(i)], 2);
-    c.text_centered(left + i * cell + cell / 2, top + n * cell + 8, labels[std::size_t(i)], 2);
+    c.text_right(left - 8, top + i * cell + cell / 2 - 7, detail::fit_label(labels[std::size_t(i)], left - 16, 2, 1)[0], 2);
   }
-  c.text_centered(left + n * cell / 2, top + n * cell + 40, column_label, 2, palette::axis);
+  detail::draw_labels(c, labels, left, cell, top + n * cell + 8);
+  c.text_centered(left + n * cell / 2, top + n * cell + 8 + 3 * detail::label_line_height(2) + 6, column_label, 2, palette::axis);
   c.text(10, top - 26, row_label, 2, palette::axis);
-  c.save_png(path);
+  c.save(path);
 }
 
 }  // namespace viz
