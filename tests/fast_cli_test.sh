@@ -16,7 +16,7 @@ check "writes the ONNX file" "[ -s '$work/a/model.onnx' ]"
 if /usr/bin/python3 -c "import onnx" 2>/dev/null; then
   check "the ONNX file passes the checker and carries the normalisation" "/usr/bin/python3 -c \"import onnx, json; m = onnx.load('$work/a/model.onnx'); onnx.checker.check_model(m, full_check=True); meta = {p.key: p.value for p in m.metadata_props}; assert json.loads(meta['normalization'])['mean'][0] > 0.49; assert len(json.loads(meta['classes'])) == 10\""
 fi
-for f in results.json model.safetensors accuracy.png loss.png class_accuracy.png confusion.png; do
+for f in results.json model.safetensors accuracy.png loss.png class_accuracy.png confusion.png accuracy.svg loss.svg class_accuracy.svg confusion.svg; do
   check "writes $f" "[ -s '$work/a/$f' ]"
 done
 check "the loss falls" "python3 -c \"import json,sys; l=json.load(open('$work/a/results.json'))['epoch_train_loss']; sys.exit(0 if len(l)==3 and l[-1] < l[0] else 1)\""
