@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <headnet/data/cifar10.hpp>
+#include <headnet/data/image_folder.hpp>
+#include <headnet/data/mnist.hpp>
 #include <headnet/headnet.hpp>
 #include <headnet/io/onnx.hpp>
 #include <headnet/models/tutorial_net.hpp>
@@ -41,6 +43,12 @@ struct Recipe {
   int threads = 0;            // 0: all cores
   int print_every = 2000;     // mini-batches between the tutorial's loss lines
   int eval_batch = 1000;
+  // The data: cifar10 (from --data), or KIND:PATH with KIND mnist, fashion-mnist, cifar100 or
+  // imagefolder; image_size for image folders; val_fraction > 0 evaluates on that fraction of the
+  // training images, held out, instead of the test set (image folders have no test set: 0.2).
+  std::string dataset = "cifar10";
+  int image_size = 32;
+  double val_fraction = 0;
 
   nlohmann::json to_json() const {
     nlohmann::json j = {{"epochs", epochs}, {"batch", batch}, {"lr", lr},     {"momentum", momentum},
@@ -49,6 +57,11 @@ struct Recipe {
       j["optimizer"] = optimizer;
       j["weight_decay"] = weight_decay;
       j["schedule"] = schedule;
+    }
+    if (dataset != "cifar10" || val_fraction > 0) {
+      j["dataset"] = dataset;
+      j["image_size"] = image_size;
+      j["val_fraction"] = val_fraction;
     }
     return j;
   }
@@ -65,12 +78,16 @@ struct Recipe {
     r.optimizer = j.value("optimizer", r.optimizer);
     r.weight_decay = j.value("weight_decay", r.weight_decay);
     r.schedule = j.value("schedule", r.schedule);
+    r.dataset = j.value("dataset", r.dataset);
+    r.image_size = j.value("image_size", r.image_size);
+    r.val_fraction = j.value("val_fraction", r.val_fraction);
     return r;
   }
 };
 
 struct RunResult {
   Recipe recipe;
+  std::vector<std::string> classes;  // the evaluation set's class names
   std::vector<std::pair<double, double>> loss_curve;  // (epoch as a fraction, mean loss since the last point)
   Evaluation test;
   double train_seconds = 0;
@@ -178,6 +195,7 @@ inline RunResult train_and_evaluate(const Recipe& recipe, const ImageSet& train_
   result.train_seconds = trainer.state().seconds;
   result.images_per_second = trainer.images_per_second();
   result.test = evaluate(net, test, recipe.eval_batch);
+  result.classes = test.names();
   return result;
 }
 
@@ -185,14 +203,14 @@ inline std::vector<std::string> class_names() {
   return std::vector<std::string>(Cifar10::class_names().begin(), Cifar10::class_names().end());
 }
 
-inline nlohmann::json evaluation_json(const Evaluation& e) {
+inline nlohmann::json evaluation_json(const Evaluation& e, const std::vector<std::string>& names = class_names()) {
   nlohmann::json per_class = nlohmann::json::object();
-  for (int c = 0; c < 10; ++c) per_class[class_names()[std::size_t(c)]] = e.class_accuracy[std::size_t(c)];
+  for (std::size_t c = 0; c < names.size() && c < e.class_accuracy.size(); ++c) per_class[names[c]] = e.class_accuracy[c];
   return {{"test_accuracy", e.accuracy}, {"class_accuracy", per_class}, {"confusion_matrix", e.confusion}};
 }
 
 inline nlohmann::json run_json(const RunResult& r) {
-  nlohmann::json j = evaluation_json(r.test);
+  nlohmann::json j = evaluation_json(r.test, r.classes.empty() ? class_names() : r.classes);
   j["config"] = r.recipe.to_json();
   j["loss_curve"] = nlohmann::json::array();
   for (const auto& point : r.loss_curve) j["loss_curve"].push_back({{"epoch", point.first}, {"loss", point.second}});
@@ -205,13 +223,14 @@ inline nlohmann::json run_json(const RunResult& r) {
 // The three charts of one run: per-class accuracy, training loss, confusion matrix.
 inline void draw_run_charts(const std::string& folder, const RunResult& r, const std::string& name) {
   using namespace headnet::viz;
+  const std::vector<std::string> names = r.classes.empty() ? class_names() : r.classes;
   bar_chart(folder + "/class_accuracy.png",
-            "Per-class test accuracy, " + name + " (overall " + fixed(r.test.accuracy, 2) + "%)", class_names(),
+            "Per-class test accuracy, " + name + " (overall " + fixed(r.test.accuracy, 2) + "%)", names,
             r.test.class_accuracy, "accuracy (%)", 100);
   LineSeries loss{"training loss", {}, {}};
   for (const auto& p : r.loss_curve) loss.x.push_back(p.first), loss.y.push_back(p.second);
   line_chart(folder + "/loss.png", "Training loss, " + name, "epoch", "cross-entropy loss", {loss});
-  heatmap(folder + "/confusion.png", "Confusion matrix, " + name, class_names(), r.test.confusion, "true class",
+  heatmap(folder + "/confusion.png", "Confusion matrix, " + name, names, r.test.confusion, "true class",
           "predicted class");
 }
 
@@ -235,26 +254,29 @@ inline void show_test_images(headnet::Layer<float>& net, const ImageSet& test, c
   for (int i = 0; i < n; ++i) {
     const float* row = logits.data() + i * logits.size(1);
     predicted.push_back(int(std::max_element(row, row + logits.size(1)) - row));
-    std::snprintf(word, sizeof word, " %-5s", class_names()[std::size_t(labels[std::size_t(i)])].c_str());
+    std::snprintf(word, sizeof word, " %-5s", test.class_name(labels[std::size_t(i)]).c_str());
     truth_line += word;
-    std::snprintf(word, sizeof word, " %-5s", class_names()[std::size_t(predicted.back())].c_str());
+    std::snprintf(word, sizeof word, " %-5s", test.class_name(predicted.back()).c_str());
     predicted_line += word;
   }
   std::printf("%s\n%s\n", truth_line.c_str(), predicted_line.c_str());
   // Each image 4x (nearest), its true class above and the prediction below (green right, red wrong).
-  const int zoom = 4, side = 32 * zoom, pad = 12, caption = 24;
-  headnet::viz::Canvas canvas(pad + n * (side + pad), 2 * caption + side + 2 * pad);
+  const int zoom = std::max(1, 128 / std::max(test.height, test.width)), side_w = test.width * zoom, side = test.height * zoom;
+  const int pad = 12, caption = 24;
+  const std::int64_t plane = std::int64_t(test.height) * test.width;
+  headnet::viz::Canvas canvas(pad + n * (side_w + pad), 2 * caption + side + 2 * pad);
   for (int i = 0; i < n; ++i) {
-    const int x0 = pad + i * (side + pad), y0 = pad + caption;
+    const int x0 = pad + i * (side_w + pad), y0 = pad + caption;
     const std::uint8_t* px = test.image(i);
+    const std::int64_t g = test.channels >= 3 ? plane : 0, b = test.channels >= 3 ? 2 * plane : 0;  // gray: one plane
     for (int y = 0; y < side; ++y)
-      for (int x = 0; x < side; ++x) {
-        const int k = (y / zoom) * 32 + x / zoom;
-        canvas.pixel(x0 + x, y0 + y, {px[k], px[1024 + k], px[2048 + k]});
+      for (int x = 0; x < side_w; ++x) {
+        const std::int64_t k = std::int64_t(y / zoom) * test.width + x / zoom;
+        canvas.pixel(x0 + x, y0 + y, {px[k], px[g + k], px[b + k]});
       }
     const bool right = predicted[std::size_t(i)] == labels[std::size_t(i)];
-    canvas.text_centered(x0 + side / 2, pad, class_names()[std::size_t(labels[std::size_t(i)])]);
-    canvas.text_centered(x0 + side / 2, y0 + side + 6, class_names()[std::size_t(predicted[std::size_t(i)])], 2,
+    canvas.text_centered(x0 + side_w / 2, pad, test.class_name(labels[std::size_t(i)]));
+    canvas.text_centered(x0 + side_w / 2, y0 + side + 6, test.class_name(predicted[std::size_t(i)]), 2,
                          right ? headnet::viz::Color{30, 140, 30} : headnet::viz::Color{200, 30, 30});
   }
   canvas.save_png(png_path);
@@ -262,20 +284,49 @@ inline void show_test_images(headnet::Layer<float>& net, const ImageSet& test, c
 
 // What headnet-predict needs to use a model file: the architecture, the input size, the
 // normalisation and the class names, as safetensors metadata (the ONNX files carry the same).
-inline std::map<std::string, std::string> model_metadata(const std::string& arch, const headnet::data::Normalization& n) {
+inline std::map<std::string, std::string> model_metadata(const std::string& arch, const headnet::data::Normalization& n,
+                                                         const ImageSet& set = ImageSet()) {
+  const std::vector<float> mean(n.mean.begin(), n.mean.begin() + set.channels), std_dev(n.std.begin(), n.std.begin() + set.channels);
   return {{"arch", arch},
-          {"input_size", "[3, 32, 32]"},
-          {"normalization", nlohmann::json{{"mean", n.mean}, {"std", n.std}}.dump()},
-          {"classes", nlohmann::json(class_names()).dump()}};
+          {"input_size", nlohmann::json{set.channels, set.height, set.width}.dump()},
+          {"normalization", nlohmann::json{{"mean", mean}, {"std", std_dev}}.dump()},
+          {"classes", nlohmann::json(set.names()).dump()}};
 }
 
-// Writes `net` as an ONNX model for (N, 3, 32, 32) inputs, with model_metadata() and the program
+// The recipe's data: (training set, evaluation set).
+inline std::pair<ImageSet, ImageSet> load_data(const Recipe& r, const std::string& data_dir) {
+  using namespace headnet::data;
+  std::pair<ImageSet, ImageSet> sets;
+  if (r.dataset == "cifar10") {
+    const std::string folder = find_data_folder(data_dir);
+    sets = {read_cifar10_train(folder), read_cifar10_test(folder)};
+  } else {
+    const auto colon = r.dataset.find(':');
+    const std::string kind = r.dataset.substr(0, colon), path = colon == std::string::npos ? "" : r.dataset.substr(colon + 1);
+    if (path.empty()) throw headnet::Error("--dataset " + r.dataset + ": give KIND:PATH (e.g. mnist:data/mnist)");
+    if (kind == "mnist") sets = {read_mnist(path, true), read_mnist(path, false)};
+    else if (kind == "fashion-mnist") sets = {read_mnist(path, true, fashion_mnist_classes()), read_mnist(path, false, fashion_mnist_classes())};
+    else if (kind == "cifar100") sets = {read_cifar100(path, true), read_cifar100(path, false)};
+    else if (kind == "imagefolder") sets.first = read_image_folder(path, r.image_size, r.image_size);
+    else throw headnet::Error("--dataset: unknown kind '" + kind + "' (cifar10, mnist, fashion-mnist, cifar100, imagefolder)");
+    if (kind == "imagefolder" && !(r.val_fraction > 0)) throw headnet::Error("--dataset imagefolder needs --val-fraction > 0");
+  }
+  if (r.val_fraction > 0) sets.second = split_off(sets.first, r.val_fraction, r.seed);
+  if (sets.first.size() == 0 || sets.second.size() == 0) {
+    throw headnet::DataError("--dataset " + r.dataset + ": " + std::to_string(sets.first.size()) + " training and " +
+                             std::to_string(sets.second.size()) + " evaluation images: too few for a run");
+  }
+  return sets;
+}
+
+// Writes `net` as an ONNX model for (N, C, H, W) inputs of `set`'s shape, with model_metadata() and the program
 // and its recipe in the file's metadata_props.
-inline void export_onnx(const std::string& path, headnet::Layer<float>& net, std::map<std::string, std::string> metadata) {
+inline void export_onnx(const std::string& path, headnet::Layer<float>& net, std::map<std::string, std::string> metadata,
+                        const ImageSet& set = ImageSet()) {
   headnet::io::OnnxExportOptions options;
   options.output_name = "logits";
   options.metadata = std::move(metadata);
-  headnet::io::save_onnx(path, net, headnet::Shape{1, 3, 32, 32}, options);
+  headnet::io::save_onnx(path, net, headnet::Shape{1, set.channels, set.height, set.width}, options);
 }
 
 }  // namespace cifar10

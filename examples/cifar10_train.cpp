@@ -17,8 +17,8 @@
 #include "cifar10_common.hpp"
 
 namespace {
-std::map<std::string, std::string> onnx_metadata(const cifar10::Recipe& recipe) {
-  auto metadata = cifar10::model_metadata("tutorial", headnet::data::Normalization::tutorial());
+std::map<std::string, std::string> onnx_metadata(const cifar10::Recipe& recipe, const cifar10::ImageSet& set) {
+  auto metadata = cifar10::model_metadata("tutorial", headnet::data::Normalization::tutorial(), set);
   metadata.insert({{"trained_by", "cifar10-train"},
                    {"conv1", std::to_string(recipe.conv1)},
                    {"conv2", std::to_string(recipe.conv2)},
@@ -71,9 +71,19 @@ int main(int argc, char** argv) {
   app.add_option("--debug-kill-at-step", run.kill_at_step,
                  "Testing only: kill the process with SIGKILL after this many steps")
       ->group("");  // hidden from --help
+  app.add_option("--dataset", recipe.dataset,
+                 "Data other than CIFAR-10 in --data: mnist:PATH, fashion-mnist:PATH, cifar100:PATH or imagefolder:PATH "
+                 "(one subfolder per class)")
+      ->capture_default_str();
+  app.add_option("--image-size", recipe.image_size, "Side of the images of an imagefolder data set")
+      ->capture_default_str()->check(CLI::Range(16, 1024));
+  app.add_option("--val-fraction", recipe.val_fraction,
+                 "Evaluate on this fraction of the training images, held out, instead of the test set (imagefolder: 0.2)")
+      ->check(CLI::Range(0.0, 0.9));
   app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
+  if (recipe.dataset.rfind("imagefolder:", 0) == 0 && !(recipe.val_fraction > 0)) recipe.val_fraction = 0.2;
 
   try {
     if (recipe.threads > 0) headnet::set_num_threads(recipe.threads);
@@ -89,38 +99,6 @@ int main(int argc, char** argv) {
       write_text_atomically(probe, "");
       std::filesystem::remove(probe);
     }
-    const std::string folder = find_data_folder(data_dir);
-    const ImageSet test = headnet::data::read_cifar10_test(folder);
-
-    if (!load_file.empty()) {
-      // The network's widths come from the file's metadata when it has them.
-      const auto file = headnet::io::read_safetensors(load_file);
-      if (file.metadata.count("conv1")) recipe.conv1 = std::stoi(file.metadata.at("conv1"));
-      if (file.metadata.count("conv2")) recipe.conv2 = std::stoi(file.metadata.at("conv2"));
-      auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
-      try {
-        net.load_state_dict(headnet::io::load_safetensors<float>(load_file));
-      } catch (const headnet::DataError&) {
-        throw;
-      } catch (const headnet::Error& e) {
-        throw headnet::DataError("'" + load_file + "' does not fit the network: " + e.what());
-      }
-      const Evaluation e = evaluate(net, test, recipe.eval_batch);
-      std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(e.accuracy));
-      for (int c = 0; c < 10; ++c)
-        std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
-                    e.class_accuracy[std::size_t(c)]);
-      nlohmann::json j = evaluation_json(e);
-      j["weights"] = load_file;
-      write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
-      if (!onnx_file.empty()) {
-        export_onnx(onnx_file, net, onnx_metadata(recipe));
-        std::printf("Wrote %s\n", onnx_file.c_str());
-      }
-      return 0;
-    }
-
-    const ImageSet train = headnet::data::read_cifar10_train(folder);
     if (!resume_dir.empty()) {
       run.resume_from = resume_dir + "/checkpoint.safetensors";
       if (!std::filesystem::exists(run.resume_from)) {
@@ -134,10 +112,44 @@ int main(int argc, char** argv) {
       }
       headnet::set_num_threads(recipe.threads);
     }
+    const auto data = load_data(recipe, data_dir);
+    const ImageSet& train = data.first;
+    const ImageSet& test = data.second;
+    auto make_net = [&] {
+      return headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2, test.channels, test.height, test.width, test.classes);
+    };
+
+    if (!load_file.empty()) {
+      // The network's widths come from the file's metadata when it has them.
+      const auto file = headnet::io::read_safetensors(load_file);
+      if (file.metadata.count("conv1")) recipe.conv1 = std::stoi(file.metadata.at("conv1"));
+      if (file.metadata.count("conv2")) recipe.conv2 = std::stoi(file.metadata.at("conv2"));
+      auto net = make_net();
+      try {
+        net.load_state_dict(headnet::io::load_safetensors<float>(load_file));
+      } catch (const headnet::DataError&) {
+        throw;
+      } catch (const headnet::Error& e) {
+        throw headnet::DataError("'" + load_file + "' does not fit the network: " + e.what());
+      }
+      const Evaluation e = evaluate(net, test, recipe.eval_batch);
+      std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(e.accuracy));
+      for (int c = 0; c < test.classes; ++c)
+        std::printf("Accuracy for class: %-5s is %.1f %%\n", test.class_name(c).c_str(), e.class_accuracy[std::size_t(c)]);
+      nlohmann::json j = evaluation_json(e, test.names());
+      j["weights"] = load_file;
+      write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
+      if (!onnx_file.empty()) {
+        export_onnx(onnx_file, net, onnx_metadata(recipe, test), test);
+        std::printf("Wrote %s\n", onnx_file.c_str());
+      }
+      return 0;
+    }
+
     headnet::manual_seed(recipe.seed);
-    auto net = headnet::models::tutorial_net<float>(recipe.conv1, recipe.conv2);
+    auto net = make_net();
     std::printf("headnet %s, %d threads, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
-                (unsigned long long)recipe.seed, net.summary({recipe.batch, 3, 32, 32}).c_str());
+                (unsigned long long)recipe.seed, net.summary({recipe.batch, test.channels, test.height, test.width}).c_str());
     std::fflush(stdout);
 
     run.checkpoint_path = out_dir + "/checkpoint.safetensors";
@@ -149,19 +161,18 @@ int main(int argc, char** argv) {
     const RunResult r = train_and_evaluate(recipe, train, test, net, run);
     std::printf("Finished Training in %.1f s (%.0f images/s)\n", r.train_seconds, r.images_per_second);
     std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(r.test.accuracy));
-    for (int c = 0; c < 10; ++c)
-      std::printf("Accuracy for class: %-5s is %.1f %%\n", class_names()[std::size_t(c)].c_str(),
-                  r.test.class_accuracy[std::size_t(c)]);
+    for (int c = 0; c < test.classes; ++c)
+      std::printf("Accuracy for class: %-5s is %.1f %%\n", test.class_name(c).c_str(), r.test.class_accuracy[std::size_t(c)]);
     show_test_images(net, test, out_dir + "/test_images.png");
 
-    auto metadata = model_metadata("tutorial", headnet::data::Normalization::tutorial());
+    auto metadata = model_metadata("tutorial", headnet::data::Normalization::tutorial(), test);
     metadata.insert({{"format", "pt"},
                      {"conv1", std::to_string(recipe.conv1)},
                      {"conv2", std::to_string(recipe.conv2)},
                      {"recipe", recipe.to_json().dump()}});
     headnet::io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), metadata);
     if (!onnx_file.empty()) {
-      export_onnx(onnx_file, net, onnx_metadata(recipe));
+      export_onnx(onnx_file, net, onnx_metadata(recipe, test), test);
       std::printf("Wrote %s\n", onnx_file.c_str());
     }
     write_text_atomically(out_dir + "/results.json", run_json(r).dump(2) + "\n");

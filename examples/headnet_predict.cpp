@@ -91,7 +91,8 @@ Model load_model(const std::string& file, std::string arch) {
     return int(it->second.shape[0]);
   };
   if (arch == "tutorial") {
-    m.net = std::make_unique<Sequential<float>>(models::tutorial_net<float>(rows("conv1.weight"), rows("conv2.weight")));
+    m.net = std::make_unique<Sequential<float>>(
+        models::tutorial_net<float>(rows("conv1.weight"), rows("conv2.weight"), m.channels, m.height, m.width, rows("fc3.weight")));
     if (m.mean.empty()) m.mean = {0.5f, 0.5f, 0.5f}, m.std_dev = {0.5f, 0.5f, 0.5f};  // the tutorial's
   } else if (arch == "airbench" || arch == "fast") {
     m.net = std::make_unique<Sequential<float>>(

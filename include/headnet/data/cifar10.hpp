@@ -51,12 +51,29 @@ struct Cifar10 {
   static std::vector<std::string> test_files() { return {"test_batch.bin"}; }
 };
 
-// Images as bytes, (N, 3, 32, 32), and their labels.
+// Any data set of small images (CIFAR-10's by default; MNIST, CIFAR-100 and image folders fill in
+// their own shape and classes): pixels (N, C, H, W) as bytes, labels 0 .. classes-1.
 struct ImageSet {
   std::vector<std::uint8_t> pixels;
   std::vector<std::int32_t> labels;
+  int channels = Cifar10::channels, height = Cifar10::height, width = Cifar10::width;
+  int classes = Cifar10::classes;
+  std::vector<std::string> class_names;  // empty: CIFAR-10's when there are 10 classes, else numbers
+
   std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
-  const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * Cifar10::image_bytes; }
+  std::int64_t image_bytes() const { return std::int64_t(channels) * height * width; }
+  const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * image_bytes(); }
+  // The name of class c: class_names[c], CIFAR-10's, or "c".
+  std::string class_name(int c) const {
+    if (std::size_t(c) < class_names.size()) return class_names[std::size_t(c)];
+    if (classes == Cifar10::classes && class_names.empty()) return Cifar10::class_names()[std::size_t(c)];
+    return std::to_string(c);
+  }
+  std::vector<std::string> names() const {
+    std::vector<std::string> n;
+    for (int c = 0; c < classes; ++c) n.push_back(class_name(c));
+    return n;
+  }
 };
 
 // Appends the records in `bytes` (the contents of a CIFAR-10 binary file called `name` in error
@@ -122,8 +139,8 @@ struct Normalization {
   // The per-channel mean and standard deviation of a set's pixels (scaled to [0, 1]).
   static Normalization from_statistics(const ImageSet& set) {
     Normalization n;
-    const std::int64_t plane = Cifar10::height * Cifar10::width;
-    for (int c = 0; c < 3; ++c) {
+    const std::int64_t plane = std::int64_t(set.height) * set.width;
+    for (int c = 0; c < std::min(3, set.channels); ++c) {
       double sum = 0, sum_sq = 0;
       for (std::int64_t i = 0; i < set.size(); ++i) {
         const std::uint8_t* p = set.image(i) + c * plane;
@@ -152,6 +169,12 @@ class BatchLoader : public Loader {
               Normalization normalization = Normalization::tutorial())
       : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(initial_generator(seed)), order_(std::size_t(set.size())) {
     detail::require_at_least("BatchLoader", "batch_size", batch_size, 1);
+    if (set.channels < 1 || set.channels > 3 || set.height < 1 || set.width < 1 ||
+        set.pixels.size() != std::size_t(set.size() * set.image_bytes())) {
+      throw ShapeError("BatchLoader: the image set must hold 1 to 3 channels of H x W bytes per image, got " +
+                       std::to_string(set.channels) + "x" + std::to_string(set.height) + "x" + std::to_string(set.width) +
+                       " and " + std::to_string(set.pixels.size()) + " bytes for " + std::to_string(set.size()) + " images");
+    }
     for (int c = 0; c < 3; ++c)
       for (int v = 0; v < 256; ++v)
         lookup_[std::size_t(c)][std::size_t(v)] =
@@ -181,29 +204,29 @@ class BatchLoader : public Loader {
   std::int64_t batches_per_epoch() const override { return (size() + batch_size_ - 1) / batch_size_; }
 
   // Fills the next batch; false at the end of the epoch. The last batch may be smaller.
-  // images: (B, 3, 32, 32), a view of the loader's buffer valid until the next call.
+  // images: (B, C, H, W), a view of the loader's buffer valid until the next call.
   bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) override {
     if (position_ >= size()) return false;
     const std::int64_t b = std::min<std::int64_t>(batch_size_, size() - position_);
-    buffer_.resize({b, Cifar10::channels, Cifar10::height, Cifar10::width});
+    const int C = set_->channels, H = set_->height, W = set_->width;
+    const std::int64_t image_bytes = set_->image_bytes(), plane = std::int64_t(H) * W;
+    buffer_.resize({b, C, H, W});
     labels.resize(std::size_t(b));
-    const std::int64_t plane = Cifar10::height * Cifar10::width;
     const bool augment = augmentation_.any();
     const int threads = b >= 64 ? num_threads() : 1;
-    if (augment && std::int64_t(scratch_.size()) < std::int64_t(threads) * Cifar10::image_bytes)
-      scratch_.resize(std::size_t(threads) * Cifar10::image_bytes);  // grows once, before the threads
+    if (augment && std::int64_t(scratch_.size()) < std::int64_t(threads) * image_bytes)
+      scratch_.resize(std::size_t(threads * image_bytes));  // grows once, before the threads
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
     for (std::int64_t i = 0; i < b; ++i) {
       const std::int64_t index = order_[std::size_t(position_ + i)];
       const std::uint8_t* src = set_->image(index);
-      float* dst = buffer_.data() + i * Cifar10::image_bytes;
-      for (int c = 0; c < 3; ++c) {
+      float* dst = buffer_.data() + i * image_bytes;
+      for (int c = 0; c < C; ++c) {
         const float* table = lookup_[std::size_t(c)].data();
         for (std::int64_t k = 0; k < plane; ++k) dst[c * plane + k] = table[src[c * plane + k]];
       }
       if (augment)
-        augmentation_.apply(dst, Cifar10::channels, Cifar10::height, Cifar10::width, epoch_, index,
-                            scratch_.data() + std::int64_t(thread_index()) * Cifar10::image_bytes);
+        augmentation_.apply(dst, C, H, W, epoch_, index, scratch_.data() + std::int64_t(thread_index()) * image_bytes);
       labels[std::size_t(i)] = set_->labels[std::size_t(index)];
     }
     position_ += b;
