@@ -41,6 +41,17 @@ Shape with_batch(Shape s, std::int64_t n) {
   return s;
 }
 
+// A graph input or output of shape (N, channels, 8, 8).
+io::onnx::ValueInfoProto image_value(const std::string& name, std::int64_t channels) {
+  io::onnx::ValueInfoProto v;
+  v.name = name;
+  v.elem_type = io::onnx::FLOAT;
+  v.dims = {-1, channels, 8, 8};
+  v.dim_params = {"N", "", "", ""};
+  v.has_shape = true;
+  return v;
+}
+
 // A model of one node, written with the library's own encoder, for refusal tests.
 std::string one_node_model(const std::string& op, std::vector<io::onnx::AttributeProto> attributes = {}) {
   io::onnx::ModelProto m;
@@ -54,16 +65,8 @@ std::string one_node_model(const std::string& op, std::vector<io::onnx::Attribut
   n.outputs = {"y"};
   n.attributes = std::move(attributes);
   m.graph.nodes = {n};
-  io::onnx::ValueInfoProto in;
-  in.name = "x";
-  in.elem_type = io::onnx::FLOAT;
-  in.dims = {-1, 3, 8, 8};
-  in.dim_params = {"N", "", "", ""};
-  in.has_shape = true;
-  io::onnx::ValueInfoProto out = in;
-  out.name = "y";
-  m.graph.inputs = {in};
-  m.graph.outputs = {out};
+  m.graph.inputs = {image_value("x", 3)};
+  m.graph.outputs = {image_value("y", 3)};
   return io::onnx::encode_model(m);
 }
 
@@ -292,17 +295,8 @@ std::string conv_model(const std::function<void(io::onnx::ModelProto&)>& edit) {
   relu.inputs = {"h"};
   relu.outputs = {"y"};
   m.graph.nodes = {conv, relu};
-  io::onnx::ValueInfoProto in;
-  in.name = "x";
-  in.elem_type = io::onnx::FLOAT;
-  in.dims = {-1, 3, 8, 8};
-  in.dim_params = {"N", "", "", ""};
-  in.has_shape = true;
-  io::onnx::ValueInfoProto out = in;
-  out.name = "y";
-  out.dims = {-1, 4, 8, 8};
-  m.graph.inputs = {in};
-  m.graph.outputs = {out};
+  m.graph.inputs = {image_value("x", 3)};
+  m.graph.outputs = {image_value("y", 4)};
   edit(m);
   return io::onnx::encode_model(m);
 }
