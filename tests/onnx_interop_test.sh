@@ -21,7 +21,9 @@ if [ ! -d "$ort" ] && command -v npm >/dev/null; then
     echo "npm install onnxruntime-node failed: see $work/npm.log"
 fi
 if [ -d "$ort" ] && command -v node >/dev/null; then
-  if NODE_PATH="$work/node_modules" node "$src/onnx_runtime_check.js" "$work"; then ran=$((ran + 1)); else status=1; fi
+  NODE_PATH="$work/node_modules" node "$src/onnx_runtime_check.js" "$work"
+  rc=$?
+  if [ $rc -eq 0 ]; then ran=$((ran + 1)); elif [ $rc -eq 77 ]; then echo "SKIPPED: onnxruntime"; else status=1; fi
 else
   echo "SKIPPED: onnxruntime (needs node and npm's onnxruntime-node)"
 fi

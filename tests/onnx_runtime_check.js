@@ -4,7 +4,14 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
-const ort = require('onnxruntime-node');
+let ort;
+try {
+  ort = require('onnxruntime-node');
+} catch (e) {
+  // A runtime that cannot load here (an old Node.js, a missing library) is not a result: skipped.
+  console.log('SKIPPED: onnxruntime-node does not load on Node.js ' + process.version + ': ' + e.message);
+  process.exit(77);
+}
 
 function readFloats(file) {
   const b = fs.readFileSync(file);
