@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch, "Images classified together")->capture_default_str()->check(CLI::Range(1, 4096));
   app.add_option("--threads", threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_flag("--json", json, "Print JSON (with the logits) instead of text");
-  app.add_option("images", images, "Image files (PNG, JPEG, BMP, GIF, TGA, PNM)")->required();
+  app.add_option("images", images, "Image files (PNG, JPEG, BMP)")->required();
   CLI11_PARSE(app, argc, argv);
 
   try {

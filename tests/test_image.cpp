@@ -152,5 +152,15 @@ TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are re
   CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(huge.data()), huge.size(), "huge.png"),
                     Catch::Contains("huge.png: the image claims 40000x10 pixels"));
   CHECK_THROWS_AS(io::decode_image(reinterpret_cast<const unsigned char*>(whole.data()), whole.size(), "x", 4), Error);
+  // A JPEG whose Huffman table declares 16 x 255 codes (stb_image would write past its table).
+  std::string jpeg = "\xFF\xD8\xFF\xC4";
+  jpeg += std::string("\x01\x13", 2);  // segment length 2 + 17 + 256 = 275
+  jpeg += std::string(1, '\0');          // class 0, table 0
+  jpeg += std::string(16, '\xFF');       // 16 counts of 255
+  jpeg += std::string(256, '\x01');
+  jpeg += "\xFF\xD9";
+  CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), "evil.jpg"),
+                    Catch::Contains("evil.jpg: corrupt JPEG (a Huffman table declares 4080 codes, at most 256)"));
+  CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(whole.data()), 8, "gif.png"), Catch::Contains("PNG, JPEG and BMP are supported"));
   for (const char* f : {"empty.png", "text.png", "whole.png"}) std::remove(path_of(f).c_str());
 }

@@ -5,7 +5,7 @@
 //   ImageSet set = data::read_image_folder("data/pets", 32, 32);    // classes "cat", "dog"
 //
 // Classes are the subfolders' names in sorted order (label 0 is the first); images are the files
-// with an image extension (png, jpg, jpeg, bmp, gif, tga, ppm, pgm, any case) in each, decoded in
+// with an image extension (png, jpg, jpeg, bmp, any case) in each, decoded in
 // parallel (io/image.hpp), their shorter side scaled to the target size and the centre cut out, to
 // `channels` channels, and kept in memory as bytes (a 32x32 RGB image is 3 KB: 100,000 images are
 // 300 MB). Errors name the folder or the file: a missing folder, no class folders, a class folder
@@ -29,7 +29,7 @@ namespace data {
 inline bool is_image_file(const std::filesystem::path& p) {
   std::string ext = p.extension().string();
   for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tga", ".ppm", ".pgm"})
+  for (const char* e : {".png", ".jpg", ".jpeg", ".bmp"})
     if (ext == e) return true;
   return false;
 }
@@ -53,7 +53,7 @@ inline ImageSet read_image_folder(const std::string& folder, int height = 32, in
     for (const auto& entry : fs::directory_iterator(fs::path(folder) / classes[c], ec))
       if (entry.is_regular_file() && is_image_file(entry.path())) found.push_back(entry.path().string());
     if (found.empty()) {
-      throw DataError("image folder '" + folder + "': class folder '" + classes[c] + "' has no images (png, jpg, bmp, gif, tga, ppm, pgm)");
+      throw DataError("image folder '" + folder + "': class folder '" + classes[c] + "' has no images (png, jpg, jpeg, bmp)");
     }
     std::sort(found.begin(), found.end());
     for (auto& f : found) {

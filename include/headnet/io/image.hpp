@@ -1,6 +1,6 @@
 // headnet/io/image.hpp: image files in, model inputs out.
 //
-//   io::Image img = io::read_image("cat.jpg", 3);          // PNG, JPEG, BMP, GIF, TGA, PNM; 8-bit
+//   io::Image img = io::read_image("cat.jpg", 3);          // PNG, JPEG or BMP; 8-bit
 //   io::Image small = io::resize_and_crop(img, 32, 32);    // shorter side to 32, then the centre
 //   io::image_to_tensor(small, mean, std, batch.data());   // (C, H, W) floats, (pixel/255 - mean) / std
 //
@@ -10,7 +10,9 @@
 // for (alpha is dropped, gray is repeated); 16-bit PNGs are reduced to 8 bits, palette PNGs expanded.
 // Every failure is a DataError naming the file and stb_image's reason ("corrupt JPEG", "bad png
 // sig", ...); the size is checked before anything is decoded (at most 2^28 pixels, 32768 a side),
-// so a header that claims a huge image costs nothing.
+// so a header that claims a huge image costs nothing. JPEG Huffman tables are checked before
+// stb_image sees them: the stb_image of Debian 12 writes past its tables when a file declares more
+// than 256 codes in one (found by tests/fuzz/image_fuzzer.cpp under UBSan).
 //
 // Resizing is separable and antialiased when shrinking (a triangle filter widened by the scale
 // factor, as PIL's and torchvision's antialiased bilinear): an image of the target size comes back
@@ -32,6 +34,10 @@
 #define STBI_NO_STDIO  // headnet reads the file itself, so errors name it and nothing else is opened
 #define STBI_NO_LINEAR
 #define STBI_NO_HDR
+// Only the formats headnet reads: each decoder left out is attack surface left out.
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_BMP
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -63,6 +69,45 @@ struct Image {
 constexpr std::int64_t max_image_pixels = std::int64_t(1) << 28;
 constexpr int max_image_side = 32768;
 
+namespace detail {
+// Walks all of a JPEG's marker segments (progressive files define tables between scans) and
+// refuses a Huffman table (DHT) that declares more than 256 codes. Other files pass untouched.
+inline void check_jpeg_tables(const unsigned char* data, std::size_t size, const std::string& what) {
+  if (size < 4 || data[0] != 0xFF || data[1] != 0xD8) return;
+  std::size_t pos = 2;
+  while (pos + 2 <= size) {
+    if (data[pos] != 0xFF) {  // entropy-coded data (after a scan header): skip to the next marker
+      ++pos;
+      continue;
+    }
+    const unsigned char marker = data[pos + 1];
+    // Fill bytes, stuffed zeros and restart markers carry no segment.
+    if (marker == 0xFF || marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {
+      pos += marker == 0xFF ? 1 : 2;
+      continue;
+    }
+    if (marker == 0xD9) return;  // end of image
+    if (pos + 4 > size) return;
+    const std::size_t length = std::size_t(data[pos + 2]) << 8 | data[pos + 3];
+    if (marker == 0xC4) {
+      // Counts past the end of the file read as 0, as stb_image reads them; a table's codes must
+      // not exceed 256 whatever the segment's claimed length.
+      std::size_t p = pos + 4;
+      const std::size_t end = std::min(size, pos + 2 + std::max<std::size_t>(length, 2));
+      while (p < end) {
+        std::size_t codes = 0;
+        for (std::size_t i = 1; i <= 16; ++i) codes += p + i < size ? data[p + i] : 0;
+        if (codes > 256) {
+          throw DataError(what + ": corrupt JPEG (a Huffman table declares " + std::to_string(codes) + " codes, at most 256)");
+        }
+        p += 17 + codes;
+      }
+    }
+    pos += 2 + std::max<std::size_t>(length, 2);
+  }
+}
+}  // namespace detail
+
 // Decodes `size` bytes of an image file (called `what` in errors) to `channels` channels (1 or 3;
 // 0 keeps the file's, with alpha dropped: 1 for gray, 3 for colour).
 inline Image decode_image(const unsigned char* data, std::size_t size, const std::string& what, int channels = 0) {
@@ -71,10 +116,10 @@ inline Image decode_image(const unsigned char* data, std::size_t size, const std
   }
   if (size == 0) throw DataError(what + ": the file is empty");
   if (size > std::size_t(INT32_MAX)) throw DataError(what + ": the file is larger than 2 GB");
+  detail::check_jpeg_tables(data, size, what);
   int w = 0, h = 0, file_channels = 0;
   if (!stbi_info_from_memory(data, int(size), &w, &h, &file_channels)) {
-    throw DataError(what + ": not an image headnet can read (" + stbi_failure_reason() +
-                    "; PNG, JPEG, BMP, GIF, TGA and PNM are supported)");
+    throw DataError(what + ": not an image headnet can read (" + stbi_failure_reason() + "; PNG, JPEG and BMP are supported)");
   }
   if (w < 1 || h < 1 || w > max_image_side || h > max_image_side || std::int64_t(w) * h > max_image_pixels) {
     throw DataError(what + ": the image claims " + std::to_string(w) + "x" + std::to_string(h) +
