@@ -9,10 +9,10 @@ seconds="${1:-600}"
 command -v clang++ >/dev/null || { echo "fuzz.sh: error: clang++ not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEADNET_BUILD_FUZZERS=ON \
   -DHEADNET_BUILD_TESTS=OFF -DHEADNET_BUILD_EXAMPLES=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target cifar10_fuzzer safetensors_fuzzer onnx_fuzzer image_fuzzer
+cmake --build build-fuzz -j"$(nproc)" --target cifar10_fuzzer safetensors_fuzzer onnx_fuzzer image_fuzzer idx_fuzzer
 mkdir -p build-fuzz/crashes
 pids=()
-for target in cifar10 safetensors onnx image; do
+for target in cifar10 safetensors onnx image idx; do
   mkdir -p "build-fuzz/corpus/$target"
   cp -n tests/fuzz/corpus/$target/* "build-fuzz/corpus/$target/" 2>/dev/null || true
   build-fuzz/tests/fuzz/${target}_fuzzer "build-fuzz/corpus/$target" -max_total_time="$seconds" -max_len=65536 \
@@ -21,7 +21,7 @@ for target in cifar10 safetensors onnx image; do
 done
 status=0
 for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-for target in cifar10 safetensors onnx image; do
+for target in cifar10 safetensors onnx image idx; do
   echo "$target: $(grep -E 'stat::number_of_executed_units' build-fuzz/${target}.log | awk '{print $2}') executions"
   grep -E "ERROR|SUMMARY|crash-" "build-fuzz/${target}.log" | head -5 || true
 done

@@ -86,13 +86,14 @@ inline std::vector<std::uint8_t> gunzip(const std::vector<std::uint8_t>& gz, con
   if (size > std::uint32_t(INT32_MAX)) fail("it claims more than 2 GB of contents");
   // Deflate cannot expand more than 1032:1; a larger claimed size is a corrupt trailer.
   if (double(size) > 1032.0 * double(tail - pos) + 1024) fail("its trailer claims " + std::to_string(size) + " bytes");
-  std::vector<std::uint8_t> out(size);
+  std::vector<std::uint8_t> out(size ? size : 1);  // never a null buffer, even for an empty file
   // The trailer is passed too: stb's decoder reads a little ahead of the last code and counts
   // running out of input there as corruption.
   const int got = stbi_zlib_decode_noheader_buffer(reinterpret_cast<char*>(out.data()), int(size),
                                                    reinterpret_cast<const char*>(gz.data() + pos), int(gz.size() - pos));
   if (got < 0) fail("corrupt deflate data");
   if (std::uint32_t(got) != size) fail("inflated to " + std::to_string(got) + " bytes, its trailer says " + std::to_string(size));
+  out.resize(size);
   if (crc32(out.data(), out.size()) != crc) fail("CRC mismatch");
   return out;
 }
@@ -122,11 +123,15 @@ inline Idx parse_idx(const std::vector<std::uint8_t>& bytes, const std::string& 
     const std::uint8_t* p = bytes.data() + 4 + 4 * d;
     const std::int64_t v = std::int64_t(p[0]) << 24 | std::int64_t(p[1]) << 16 | std::int64_t(p[2]) << 8 | p[3];
     idx.dims.push_back(v);
-    count *= v;  // at most (2^32)^3: fits in int64
+    // Sizes are up to 2^32 - 1 each: the product is checked against the bytes as it grows.
+    count = (count == 0 || v == 0) ? 0 : count > std::int64_t(bytes.size()) / v + 1 ? std::int64_t(bytes.size()) + 1 : count * v;
   }
   if (std::uint64_t(bytes.size() - header) != std::uint64_t(count)) {
-    throw DataError("'" + name + "': its header gives " + std::to_string(count) + " bytes of data, the file holds " +
-                    std::to_string(bytes.size() - header));
+    std::string claimed;
+    for (auto d : idx.dims) claimed += (claimed.empty() ? "" : " x ") + std::to_string(d);
+    throw DataError("'" + name + "': its header gives " + claimed + " = " +
+                    (count > std::int64_t(bytes.size()) ? "more than " + std::to_string(bytes.size()) : std::to_string(count)) +
+                    " bytes of data, the file holds " + std::to_string(bytes.size() - header));
   }
   idx.data = bytes.data() + header;
   return idx;
