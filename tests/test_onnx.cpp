@@ -108,6 +108,15 @@ TEST_CASE("ONNX: models exported by PyTorch's torch.onnx give PyTorch's logits",
   for (const auto& e : tutorial.state_dict()) keys.push_back(e.name);
   CHECK(keys == std::vector<std::string>{"conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias",
                                          "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"});
+  // Nodes named with dots (torch's folded "/layer1/conv1/Conv" becomes "layer1.conv1") are still
+  // addressable by their dotted parameter names.
+  Graph<float> resnet = io::load_onnx<float>(std::string(HEADNET_TEST_DATA_DIR) + "/onnx/torch_resnet.onnx");
+  bool found = false;
+  for (const auto& p : resnet.parameters()) found = found || p.name == "layer1.conv1.weight";
+  REQUIRE(found);
+  const std::size_t before = resnet.trainable_parameters().size();
+  resnet.set_requires_grad("layer1.conv1.weight", false);
+  CHECK(resnet.trainable_parameters().size() == before - 1);
 }
 
 TEST_CASE("ONNX: headnet -> ONNX -> headnet gives bit-identical eval outputs and the same state dict", "[onnx]") {
