@@ -41,6 +41,8 @@ struct FastRecipe {
   std::uint64_t seed = 0;
   int threads = 0;
   std::int64_t train_subset = 0;  // 0: all 50,000 training images
+  std::string dataset = "cifar10";  // or KIND:PATH, as cifar10-train's --dataset
+  double val_fraction = 0;
 
   nlohmann::json to_json() const {
     return {{"epochs", epochs}, {"batch", batch}, {"widths", {width1, width2, width3}}, {"lr", lr},
@@ -48,11 +50,13 @@ struct FastRecipe {
             {"label_smoothing", label_smoothing}, {"warmup", warmup}, {"final_factor", final_factor},
             {"whiten_bias_epochs", whiten_bias_epochs}, {"tta", tta}, {"whiten", whiten}, {"dirac", dirac},
             {"lookahead", lookahead}, {"alternating_flip", alternating_flip}, {"seed", seed}, {"threads", threads},
-            {"train_subset", train_subset}};
+            {"train_subset", train_subset}, {"dataset", dataset}, {"val_fraction", val_fraction}};
   }
 };
 
-Sequential<float> fast_net(const FastRecipe& r) { return models::airbench<float>(r.width1, r.width2, r.width3); }
+Sequential<float> fast_net(const FastRecipe& r, const data::ImageSet& set) {
+  return models::airbench<float>(r.width1, r.width2, r.width3, set.classes, set.channels);
+}
 
 data::Normalization cifar_normalization() {
   data::Normalization n;
@@ -91,9 +95,17 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--resume", resume_dir, "Continue the run in this --out folder from its checkpoint")->check(CLI::ExistingDirectory);
   app.add_option("--debug-kill-at-step", kill_at_step, "Testing only")->group("");
+  app.add_option("--dataset", r.dataset,
+                 "Data other than CIFAR-10 in --data: mnist:PATH, fashion-mnist:PATH, cifar100:PATH or imagefolder:PATH "
+                 "(images of 25 to 32 pixels a side; image folders are read at 32x32)")
+      ->capture_default_str();
+  app.add_option("--val-fraction", r.val_fraction,
+                 "Evaluate on this fraction of the training images, held out, instead of the test set (imagefolder: 0.2)")
+      ->check(CLI::Range(0.0, 0.9));
   app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
+  if (r.dataset.rfind("imagefolder:", 0) == 0 && !(r.val_fraction > 0)) r.val_fraction = 0.2;
   r.whiten = !no_whiten;
   r.dirac = !no_dirac;
   r.lookahead = !no_lookahead;
@@ -109,20 +121,30 @@ int main(int argc, char** argv) {
       r.width3 = j.at("widths")[2], r.tta = j.at("tta"), r.label_smoothing = j.at("label_smoothing"), r.whiten = j.at("whiten");
       r.dirac = j.at("dirac"), r.lookahead = j.at("lookahead"), r.alternating_flip = j.at("alternating_flip");
       r.seed = j.at("seed"), r.threads = j.at("threads"), r.train_subset = j.at("train_subset");
+      r.dataset = j.value("dataset", r.dataset), r.val_fraction = j.value("val_fraction", r.val_fraction);
     }
     if (r.threads > 0) set_num_threads(r.threads);
     r.threads = num_threads();
     std::filesystem::create_directories(out_dir);
-    const std::string folder = cifar10::find_data_folder(data_dir);
-    data::ImageSet train_set = data::read_cifar10_train(folder);
-    const data::ImageSet test_set = data::read_cifar10_test(folder);
+    cifar10::Recipe data_recipe;
+    data_recipe.dataset = r.dataset, data_recipe.val_fraction = r.val_fraction, data_recipe.seed = r.seed;
+    auto sets = cifar10::load_data(data_recipe, data_dir);
+    data::ImageSet& train_set = sets.first;
+    const data::ImageSet& test_set = sets.second;
     if (r.train_subset > 0 && r.train_subset < train_set.size()) {
       train_set.labels.resize(std::size_t(r.train_subset));
-      train_set.pixels.resize(std::size_t(r.train_subset) * data::Cifar10::image_bytes);
+      train_set.pixels.resize(std::size_t(r.train_subset * train_set.image_bytes()));
     }
+    if (test_set.height < 25 || test_set.height > 32 || test_set.width < 25 || test_set.width > 32) {
+      throw Error("cifar10-fast's network takes images of 25 to 32 pixels a side, the data has " + std::to_string(test_set.height) +
+                  "x" + std::to_string(test_set.width));
+    }
+    // CIFAR-10's published statistics, or the training images' own for other data.
+    const data::Normalization normalization =
+        r.dataset == "cifar10" ? cifar_normalization() : data::Normalization::from_statistics(train_set);
 
     manual_seed(r.seed);
-    auto net = fast_net(r);
+    auto net = fast_net(r, test_set);
     // Identity on the first in_channels filters of each 3x3 conv (all of each block's conv2).
     if (r.dirac)
       for (const char* block : {"block1", "block2", "block3"})
@@ -135,7 +157,7 @@ int main(int argc, char** argv) {
       if (p.name.find("norm") != std::string::npos && p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".weight") == 0)
         net.set_requires_grad(p.name, false);  // BatchNorm weights stay 1; only their biases train
     if (r.whiten) {
-      data::BatchLoader first(train_set, int(std::min<std::int64_t>(5000, train_set.size())), false, 0, cifar_normalization());
+      data::BatchLoader first(train_set, int(std::min<std::int64_t>(5000, train_set.size())), false, 0, normalization);
       Tensor<float> images;
       std::vector<std::int32_t> labels;
       first.next(images, labels);
@@ -144,13 +166,13 @@ int main(int argc, char** argv) {
       net.set_requires_grad("whiten.weight", false);
     }
 
-    data::BatchLoader loader(train_set, r.batch, true, r.seed, cifar_normalization());
+    data::BatchLoader loader(train_set, r.batch, true, r.seed, normalization);
     loader.set_drop_last(true);
     data::AugmentOptions augment;
     augment.pad = 2;
     augment.flip = r.alternating_flip ? data::Flip::alternating : data::Flip::random;
     loader.set_augmentation(augment, r.seed);
-    data::BatchLoader test(test_set, 1000, false, 0, cifar_normalization());
+    data::BatchLoader test(test_set, 1000, false, 0, normalization);
 
     // Groups: BatchNorm biases at 64x the learning rate, weight decay such that lr x wd is the same
     // for all; the whitening bias in a group of its own, whose rate goes to 0 after
@@ -202,7 +224,7 @@ int main(int argc, char** argv) {
       std::printf("Resuming at epoch %d, step %lld\n", trainer.state().epoch + 1, (long long)trainer.state().step);
     }
     std::printf("headnet %s, cifar10-fast, %d threads, seed %llu, %lld steps\n%s", HEADNET_VERSION_STRING, r.threads,
-                (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, 3, 32, 32}).c_str());
+                (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, test_set.channels, test_set.height, test_set.width}).c_str());
     std::fflush(stdout);
     trainer.fit();
     if (r.lookahead) lookahead.copy_to_model();
@@ -218,7 +240,7 @@ int main(int argc, char** argv) {
     std::printf("Test accuracy %.2f%% without TTA, %.2f%% with TTA level %d; training %.1f s (%.0f images/s), evaluation %.1f s\n",
                 plain.accuracy, tta.accuracy, r.tta, trainer.state().seconds, trainer.images_per_second(), eval_seconds);
 
-    nlohmann::json results = cifar10::evaluation_json(tta);
+    nlohmann::json results = cifar10::evaluation_json(tta, test_set.names());
     results["recipe"] = r.to_json();
     results["test_accuracy_without_tta"] = plain.accuracy;
     results["epoch_test_accuracy"] = trainer.state().epoch_accuracy;
@@ -227,13 +249,13 @@ int main(int argc, char** argv) {
     results["eval_seconds"] = eval_seconds;
     results["images_per_second"] = trainer.images_per_second();
     results["headnet_version"] = HEADNET_VERSION_STRING;
-    auto metadata = cifar10::model_metadata("airbench", cifar_normalization());
+    auto metadata = cifar10::model_metadata("airbench", normalization, test_set);
     metadata.insert({{"format", "pt"}, {"fast_recipe", r.to_json().dump()}});
     io::save_safetensors(out_dir + "/model.safetensors", net.state_dict(), metadata);
     if (!onnx_file.empty()) {
-      auto onnx_metadata = cifar10::model_metadata("airbench", cifar_normalization());
+      auto onnx_metadata = cifar10::model_metadata("airbench", normalization, test_set);
       onnx_metadata.insert({{"trained_by", "cifar10-fast"}, {"fast_recipe", r.to_json().dump()}});
-      cifar10::export_onnx(onnx_file, net, onnx_metadata);
+      cifar10::export_onnx(onnx_file, net, onnx_metadata, test_set);
       std::printf("Wrote %s\n", onnx_file.c_str());
     }
     cifar10::write_text_atomically(out_dir + "/results.json", results.dump(2) + "\n");
@@ -244,8 +266,8 @@ int main(int argc, char** argv) {
     viz::line_chart(out_dir + "/accuracy.png", "Test accuracy per epoch (no TTA)", "epoch", "accuracy (%)", {accuracy});
     viz::line_chart(out_dir + "/loss.png", "Training loss per epoch", "epoch", "cross-entropy (smoothed labels)", {loss});
     viz::bar_chart(out_dir + "/class_accuracy.png", "Per-class test accuracy with TTA (" + viz::fixed(tta.accuracy, 2) + "%)",
-                   cifar10::class_names(), tta.class_accuracy, "accuracy (%)", 100);
-    viz::heatmap(out_dir + "/confusion.png", "Confusion matrix with TTA", cifar10::class_names(), tta.confusion, "true class",
+                   test_set.names(), tta.class_accuracy, "accuracy (%)", 100);
+    viz::heatmap(out_dir + "/confusion.png", "Confusion matrix with TTA", test_set.names(), tta.confusion, "true class",
                  "predicted class");
     std::printf("Wrote %s/results.json, model.safetensors, accuracy.png, loss.png, class_accuracy.png, confusion.png\n",
                 out_dir.c_str());

@@ -96,7 +96,8 @@ Model load_model(const std::string& file, std::string arch) {
     if (m.mean.empty()) m.mean = {0.5f, 0.5f, 0.5f}, m.std_dev = {0.5f, 0.5f, 0.5f};  // the tutorial's
   } else if (arch == "airbench" || arch == "fast") {
     m.net = std::make_unique<Sequential<float>>(
-        models::airbench<float>(rows("block1.conv1.weight"), rows("block2.conv1.weight"), rows("block3.conv1.weight"), rows("head.weight")));
+        models::airbench<float>(rows("block1.conv1.weight"), rows("block2.conv1.weight"), rows("block3.conv1.weight"), rows("head.weight"),
+                                m.channels));
     if (m.mean.empty()) m.mean = {0.4914f, 0.4822f, 0.4465f}, m.std_dev = {0.2470f, 0.2435f, 0.2616f};
   } else if (arch == "resnet9") {
     m.net = std::make_unique<Sequential<float>>(models::resnet9<float>(rows("linear.weight")));

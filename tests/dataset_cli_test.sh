@@ -2,9 +2,9 @@
 # cifar10-train on other data: an image folder (classes from folder names, a held-out split) and
 # MNIST (one channel, 28x28), then headnet-predict on one of the folder's images; bad --dataset
 # values give clear errors.
-#   dataset_cli_test.sh CIFAR10_TRAIN HEADNET_PREDICT MAKE_FAKE_DATASETS SCRATCH
+#   dataset_cli_test.sh CIFAR10_TRAIN HEADNET_PREDICT MAKE_FAKE_DATASETS SCRATCH CIFAR10_FAST
 set -u
-train="$1"; predict="$2"; make_data="$3"; work="$4"
+train="$1"; predict="$2"; make_data="$3"; work="$4"; fast="$5"
 rm -rf "$work"; mkdir -p "$work"
 python3 "$make_data" "$work" || { echo "cannot make the fake data sets"; exit 1; }
 passed=0; failed=0
@@ -30,6 +30,16 @@ check "an unknown kind is refused" "[ \$? = 1 ] && grep -q \"unknown kind 'nosuc
 check "a missing folder is named" "[ \$? = 1 ] && grep -q 'nowhere. does not exist' '$work/bad2.txt'"
 "$train" --dataset "mnist:$work/pets" --out "$work/x" > "$work/bad3.txt" 2>&1
 check "a folder without IDX files is named" "[ \$? = 1 ] && grep -q \"no 'train-images-idx3-ubyte'\" '$work/bad3.txt'"
+
+# cifar10-fast on the same data: gray 28x28 (an 8-filter whitening layer) and the folder at 32x32.
+small=(--width1 8 --width2 16 --width3 16 --epochs 1 --batch 20 --threads 2 --quiet --tta 1)
+"$fast" "${small[@]}" --dataset "mnist:$work/mnist" --out "$work/fast_mnist" > "$work/fast_mnist.txt" 2>&1
+check "cifar10-fast trains on MNIST" '[ $? = 0 ]'
+check "with a 1-channel whitening layer" "grep -q 'whiten: Conv2d(1, 8, kernel_size=2' '$work/fast_mnist.txt'"
+"$fast" "${small[@]}" --dataset "imagefolder:$work/pets" --out "$work/fast_pets" --export-onnx "$work/fast_pets/model.onnx" > "$work/fast_pets.txt" 2>&1
+check "cifar10-fast trains on an image folder" '[ $? = 0 ] && grep -q "\"red\"" "$work/fast_pets/results.json"'
+"$predict" --model "$work/fast_pets/model.onnx" --top 1 "$work/pets/blue/00.png" > "$work/fast_predict.txt" 2>&1
+check "headnet-predict with its ONNX file names a folder class" "grep -Eq '00.png: (red|green|blue) [01]\.[0-9]{3}$' '$work/fast_predict.txt'"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -38,12 +38,15 @@ Sequential<T> airbench_block(int in, int out) {
   return g;
 }
 
+// in_channels: 3 for colour, 1 for gray images (the whitening convolution then has 8 filters, two
+// per value of a 2x2 patch). Images of 25 to 32 pixels a side end as 3x3 before the last pooling.
 template <typename T = float>
-Sequential<T> airbench(int width1 = 64, int width2 = 256, int width3 = 256, int classes = 10) {
+Sequential<T> airbench(int width1 = 64, int width2 = 256, int width3 = 256, int classes = 10, int in_channels = 3) {
   Sequential<T> net;
-  net.add("whiten", Conv2d<T>(3, 24, 2, 1, 0, true));
+  const int whitened = 2 * in_channels * 2 * 2;
+  net.add("whiten", Conv2d<T>(in_channels, whitened, 2, 1, 0, true));
   net.add("act", GELU<T>());
-  net.add("block1", airbench_block<T>(24, width1));
+  net.add("block1", airbench_block<T>(whitened, width1));
   net.add("block2", airbench_block<T>(width1, width2));
   net.add("block3", airbench_block<T>(width2, width3));
   net.add("pool", MaxPool2d<T>(3));
