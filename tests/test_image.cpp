@@ -143,6 +143,36 @@ TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are re
     }
   }
   CHECK(refused > 0);
+  auto decode = [](const std::string& bytes, const char* name) {
+    return io::decode_image(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, 3);
+  };
+  // stb_image decodes a cut-off JPEG or BMP as if zeros followed; headnet refuses them.
+  const std::string jpeg_file = read_bytes(std::string(HEADNET_TEST_DATA_DIR) + "/images/smooth_16x12.jpg");
+  REQUIRE(jpeg_file.substr(jpeg_file.size() - 2) == "\xFF\xD9");
+  CHECK_NOTHROW(decode(jpeg_file, "whole.jpg"));
+  for (std::size_t cut : {std::size_t(2), std::size_t(40), jpeg_file.size() / 2}) {
+    CHECK_THROWS_WITH(decode(jpeg_file.substr(0, jpeg_file.size() - cut), "cut.jpg"),
+                      Catch::Contains("cut.jpg: truncated JPEG (no end-of-image marker)"));
+  }
+  REQUIRE(stbi_write_bmp(path_of("whole.bmp").c_str(), 31, 17, 3, rgb.data()));
+  const std::string bmp = read_bytes(path_of("whole.bmp"));
+  CHECK_NOTHROW(decode(bmp, "whole.bmp"));
+  CHECK_THROWS_WITH(decode(bmp.substr(0, bmp.size() - 1), "cut.bmp"), Catch::Contains("cut.bmp: truncated BMP (the header claims"));
+  CHECK_THROWS_WITH(decode(bmp.substr(0, 200), "cut.bmp"), Catch::Contains("cut.bmp: truncated BMP"));
+  // A 400-byte PNG whose IDAT chunk claims 2 GB (stb_image would allocate it), and one whose header
+  // claims 8000 x 8000 pixels over a few hundred bytes of deflate data (at most 1032:1).
+  const std::size_t idat = whole.find("IDAT");
+  REQUIRE(idat != std::string::npos);
+  std::string long_chunk = whole;
+  long_chunk[idat - 4] = '\x7F';
+  CHECK_THROWS_WITH(decode(long_chunk, "long.png"), Catch::Contains("long.png: truncated PNG (chunk 'IDAT' claims 21"));
+  std::string claims_more = whole;
+  for (std::size_t at : {std::size_t(16), std::size_t(20)}) {
+    const std::uint32_t v = 8000;
+    for (int i = 0; i < 4; ++i) claims_more[at + std::size_t(i)] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+  }
+  CHECK_THROWS_WITH(decode(claims_more, "sparse.png"), Catch::Contains("sparse.png: corrupt PNG ("));
+  CHECK_THROWS_WITH(decode(claims_more, "sparse.png"), Catch::Contains("cannot hold the 192000000 bytes of pixels the header claims"));
   // A PNG header that claims 40000 x 10 pixels, wider than headnet decodes: refused before anything is decoded.
   std::string huge = whole.substr(0, 33);
   auto put32 = [&](std::size_t at, std::uint32_t v) {
@@ -162,6 +192,11 @@ TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are re
   jpeg += "\xFF\xD9";
   CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(jpeg.data()), jpeg.size(), "evil.jpg"),
                     Catch::Contains("evil.jpg: corrupt JPEG (a Huffman table declares 4080 codes, at most 256)"));
+  // stb_image reads the start-of-image marker after any 0xFF fill bytes, so must the check (the
+  // fuzzer found a file beginning FF FF D8 that went around it).
+  const std::string filled = "\xFF\xFF\xFF" + jpeg.substr(1);
+  CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(filled.data()), filled.size(), "filled.jpg"),
+                    Catch::Contains("filled.jpg: corrupt JPEG (a Huffman table declares 4080 codes"));
   CHECK_THROWS_WITH(io::decode_image(reinterpret_cast<const unsigned char*>(whole.data()), 8, "gif.png"), Catch::Contains("PNG, JPEG and BMP are supported"));
-  for (const char* f : {"empty.png", "text.png", "whole.png"}) std::remove(path_of(f).c_str());
+  for (const char* f : {"empty.png", "text.png", "whole.png", "whole.bmp"}) std::remove(path_of(f).c_str());
 }
