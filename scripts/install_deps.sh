@@ -6,7 +6,8 @@
 #
 # --tests adds python3-torch, with which the test suite also checks that PyTorch loads headnet's
 # weights (the check is reported as skipped without it; set HEADNET_NO_TORCH=1 to leave it out),
-# and the ONNX readers (see below).
+# the ONNX readers (see below), and Doxygen, with which a test builds the API reference and fails on
+# any undocumented public item.
 set -euo pipefail
 
 packages=(g++ cmake make curl ca-certificates libeigen3-dev nlohmann-json3-dev libcli11-dev libstb-dev catch2 libbenchmark-dev)
@@ -17,7 +18,7 @@ fi
 # checker (python3-onnx) and onnxruntime, which the test installs from npm (onnxruntime-node) with
 # Node.js: Debian's nodejs and npm unless a node and an npm are already on the PATH.
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(python3 python3-onnx)
+  packages+=(python3 python3-onnx doxygen)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 fi
 

@@ -32,11 +32,13 @@
 namespace headnet {
 namespace init {
 
+/// Fills t with draws from U(low, high).
 template <typename T>
 void uniform(Tensor<T>& t, double low, double high, Generator& gen) {
   for (T& v : t) v = static_cast<T>(gen.uniform(low, high));
 }
 
+/// Fills t from PyTorch's kaiming_uniform with negative slope `a` and the given fan-in.
 template <typename T>
 void kaiming_uniform(Tensor<T>& t, std::int64_t fan_in, double a, Generator& gen) {
   const double gain = std::sqrt(2.0 / (1.0 + a * a));
@@ -44,7 +46,7 @@ void kaiming_uniform(Tensor<T>& t, std::int64_t fan_in, double a, Generator& gen
   uniform(t, -bound, bound, gen);
 }
 
-// The weight and bias initialisation of PyTorch's Conv2d and Linear.
+/// The weight and bias initialisation of PyTorch's Conv2d and Linear.
 template <typename T>
 void pytorch_default(Tensor<T>& weight, Tensor<T>* bias, std::int64_t fan_in, Generator& gen) {
   kaiming_uniform(weight, fan_in, std::sqrt(5.0), gen);
@@ -56,11 +58,15 @@ void pytorch_default(Tensor<T>& weight, Tensor<T>* bias, std::int64_t fan_in, Ge
 
 // ---- torch.nn.init ----
 
+/// Which fan the Kaiming initialisations scale by.
 enum class FanMode { fan_in, fan_out };
 
+/// Fan-in and fan-out of a weight tensor, as torch.nn.init computes them.
 struct Fans {
-  std::int64_t in = 0, out = 0;
+  std::int64_t in = 0;  ///< inputs per output unit of the weight
+  std::int64_t out = 0;  ///< outputs per input unit of the weight
 };
+/// The fans of a weight of at least two dimensions; `who` names the caller in errors.
 template <typename T>
 Fans fans(const Tensor<T>& t, const char* who) {
   if (t.rank() < 2) {
@@ -70,7 +76,7 @@ Fans fans(const Tensor<T>& t, const char* who) {
   return {t.size(1) * receptive, t.size(0) * receptive};
 }
 
-// torch.nn.init.calculate_gain for "linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu".
+/// torch.nn.init.calculate_gain for "linear", "conv2d", "sigmoid", "tanh", "relu", "leaky_relu".
 inline double calculate_gain(const std::string& nonlinearity, double a = 0.01) {
   if (nonlinearity == "linear" || nonlinearity == "conv2d" || nonlinearity == "sigmoid") return 1.0;
   if (nonlinearity == "tanh") return 5.0 / 3.0;
@@ -80,27 +86,33 @@ inline double calculate_gain(const std::string& nonlinearity, double a = 0.01) {
               "' (linear, conv2d, sigmoid, tanh, relu or leaky_relu)");
 }
 
+/// Fills t with `value`.
 template <typename T>
 void constant_(Tensor<T>& t, double value) {
   t.fill(T(value));
 }
+/// Fills t with zeros.
 template <typename T>
 void zeros_(Tensor<T>& t) {
   t.fill(T(0));
 }
+/// Fills t with ones.
 template <typename T>
 void ones_(Tensor<T>& t) {
   t.fill(T(1));
 }
+/// Fills t from U(low, high), as torch.nn.init.uniform_.
 template <typename T>
 void uniform_(Tensor<T>& t, double low = 0, double high = 1, Generator& gen = default_generator()) {
   uniform(t, low, high, gen);
 }
+/// Fills t from N(mean, std^2), as torch.nn.init.normal_.
 template <typename T>
 void normal_(Tensor<T>& t, double mean = 0, double std = 1, Generator& gen = default_generator()) {
   for (T& v : t) v = static_cast<T>(mean + std * gen.normal());
 }
 
+/// Kaiming (He) uniform initialisation, as torch.nn.init.kaiming_uniform_.
 template <typename T>
 void kaiming_uniform_(Tensor<T>& t, double a = 0, FanMode mode = FanMode::fan_in,
                       const std::string& nonlinearity = "leaky_relu", Generator& gen = default_generator()) {
@@ -109,6 +121,7 @@ void kaiming_uniform_(Tensor<T>& t, double a = 0, FanMode mode = FanMode::fan_in
   const double bound = fan > 0 ? calculate_gain(nonlinearity, a) * std::sqrt(3.0 / double(fan)) : 0.0;
   uniform(t, -bound, bound, gen);
 }
+/// Kaiming (He) normal initialisation, as torch.nn.init.kaiming_normal_.
 template <typename T>
 void kaiming_normal_(Tensor<T>& t, double a = 0, FanMode mode = FanMode::fan_in,
                      const std::string& nonlinearity = "leaky_relu", Generator& gen = default_generator()) {
@@ -116,20 +129,22 @@ void kaiming_normal_(Tensor<T>& t, double a = 0, FanMode mode = FanMode::fan_in,
   const std::int64_t fan = mode == FanMode::fan_in ? f.in : f.out;
   normal_(t, 0.0, fan > 0 ? calculate_gain(nonlinearity, a) / std::sqrt(double(fan)) : 0.0, gen);
 }
+/// Xavier (Glorot) uniform initialisation, as torch.nn.init.xavier_uniform_.
 template <typename T>
 void xavier_uniform_(Tensor<T>& t, double gain = 1.0, Generator& gen = default_generator()) {
   const Fans f = fans(t, "xavier_uniform_");
   const double bound = gain * std::sqrt(6.0 / double(std::max<std::int64_t>(1, f.in + f.out)));
   uniform(t, -bound, bound, gen);
 }
+/// Xavier (Glorot) normal initialisation, as torch.nn.init.xavier_normal_.
 template <typename T>
 void xavier_normal_(Tensor<T>& t, double gain = 1.0, Generator& gen = default_generator()) {
   const Fans f = fans(t, "xavier_normal_");
   normal_(t, 0.0, gain * std::sqrt(2.0 / double(std::max<std::int64_t>(1, f.in + f.out))), gen);
 }
 
-// The identity convolution: a conv weight (out, in, k, k) that copies input channel i to output
-// channel i of each group (the first min(out / groups, in) of them) through the kernel's centre.
+/// The identity convolution: a conv weight (out, in, k, k) that copies input channel i to output
+/// channel i of each group (the first min(out / groups, in) of them) through the kernel's centre.
 template <typename T>
 void dirac_(Tensor<T>& t, int groups = 1) {
   if (t.rank() != 4 || t.size(2) != t.size(3)) {
@@ -145,12 +160,12 @@ void dirac_(Tensor<T>& t, int groups = 1) {
     for (std::int64_t i = 0; i < std::min(out_per_group, in); ++i) t.at(g * out_per_group + i, i, k / 2, k / 2) = T(1);
 }
 
-// A convolution that whitens the k x k patches of `images` (N, C, H, W): with Sigma = P^T P / n the
-// uncentred covariance of all n stride-1 patches (each flattened channel, row, column, as a weight
-// row is) and (lambda_i, v_i) its eigenpairs, largest first, filter i is v_i / sqrt(lambda_i + eps),
-// so the outputs' covariance is diag(lambda / (lambda + eps)), about the identity. weight is
-// (d, C, k, k) or (2d, C, k, k), d = C k k; the second half holds the negated filters (the recipe
-// keeps both signs for the GELU after it). Solved with Eigen's SelfAdjointEigenSolver in double.
+/// A convolution that whitens the k x k patches of `images` (N, C, H, W): with Sigma = P^T P / n the
+/// uncentred covariance of all n stride-1 patches (each flattened channel, row, column, as a weight
+/// row is) and (lambda_i, v_i) its eigenpairs, largest first, filter i is v_i / sqrt(lambda_i + eps),
+/// so the outputs' covariance is diag(lambda / (lambda + eps)), about the identity. weight is
+/// (d, C, k, k) or (2d, C, k, k), d = C k k; the second half holds the negated filters (the recipe
+/// keeps both signs for the GELU after it). Solved with Eigen's SelfAdjointEigenSolver in double.
 template <typename T>
 void whitening_(Tensor<T>& weight, const Tensor<float>& images, double eps = 5e-4) {
   if (weight.rank() != 4 || weight.size(2) != weight.size(3)) {

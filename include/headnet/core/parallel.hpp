@@ -14,6 +14,7 @@
 
 namespace headnet {
 
+/// Sets the threads OpenMP and Eigen use (at least 1).
 inline void set_num_threads(int threads) {
   if (threads < 1) threads = 1;
 #ifdef _OPENMP
@@ -22,6 +23,7 @@ inline void set_num_threads(int threads) {
   Eigen::setNbThreads(threads);
 }
 
+/// The threads a parallel region gets.
 inline int num_threads() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -30,6 +32,7 @@ inline int num_threads() {
 #endif
 }
 
+/// The calling thread's index in its parallel region (0 outside one).
 inline int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();

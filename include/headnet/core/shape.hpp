@@ -13,11 +13,13 @@
 
 namespace headnet {
 
+/// The dimensions of a tensor: rank 0 to 4, row-major (N, C, H, W for images).
 class Shape {
  public:
-  static constexpr int max_rank = 4;
+  static constexpr int max_rank = 4;  ///< The largest rank a Shape holds.
 
   Shape() = default;
+  /// A shape from its dimensions, e.g. `Shape{4, 3, 32, 32}`.
   Shape(std::initializer_list<std::int64_t> dims) {
     if (dims.size() > static_cast<std::size_t>(max_rank)) {
       throw ShapeError("Shape: at most 4 dimensions are supported, got " +
@@ -29,16 +31,21 @@ class Shape {
     }
   }
 
+  /// The number of dimensions.
   int rank() const { return rank_; }
+  /// Dimension i.
   std::int64_t operator[](int i) const { return dims_[static_cast<std::size_t>(i)]; }
+  /// Dimension i, writable.
   std::int64_t& operator[](int i) { return dims_[static_cast<std::size_t>(i)]; }
 
+  /// The number of elements (1 for rank 0).
   std::int64_t numel() const {
     std::int64_t n = 1;
     for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
     return n;
   }
 
+  /// Same rank and same dimensions.
   bool operator==(const Shape& other) const {
     if (rank_ != other.rank_) return false;
     for (int i = 0; i < rank_; ++i) {
@@ -46,9 +53,10 @@ class Shape {
     }
     return true;
   }
+  /// Different rank or dimensions.
   bool operator!=(const Shape& other) const { return !(*this == other); }
 
-  // "(4, 3, 32, 32)", as PyTorch prints sizes.
+  /// "(4, 3, 32, 32)", as PyTorch prints sizes.
   std::string str() const {
     std::string s = "(";
     for (int i = 0; i < rank_; ++i) {

@@ -55,28 +55,36 @@ struct Storage {
 
 }  // namespace detail
 
+/// A dense row-major tensor of rank 0-4 with shared, reference-counted storage; views share it.
 template <typename T>
 class Tensor {
   static_assert(std::is_floating_point<T>::value, "Tensor<T> holds float or double");
 
  public:
+  /// The element type.
   using Scalar = T;
+  /// A row-major Eigen matrix of T.
   using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  /// An Eigen column vector of T.
   using Vector = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+  /// A writable Eigen view of the tensor's data as a matrix.
   using MatrixMap = Eigen::Map<Matrix>;
+  /// A read-only Eigen view of the tensor's data as a matrix.
   using ConstMatrixMap = Eigen::Map<const Matrix>;
+  /// A writable Eigen view of the tensor's data as a vector.
   using VectorMap = Eigen::Map<Vector>;
+  /// A read-only Eigen view of the tensor's data as a vector.
   using ConstVectorMap = Eigen::Map<const Vector>;
 
   Tensor() = default;
 
-  // A new tensor of the given shape, filled with zeros.
+  /// A new tensor of the given shape, filled with zeros.
   explicit Tensor(const Shape& shape, T fill_value = T(0)) {
     allocate(shape);
     fill(fill_value);
   }
 
-  // A new tensor holding a copy of `values`, which must have shape.numel() elements.
+  /// A new tensor holding a copy of `values`, which must have shape.numel() elements.
   static Tensor from_vector(const Shape& shape, const std::vector<T>& values) {
     if (static_cast<std::int64_t>(values.size()) != shape.numel()) {
       throw ShapeError("Tensor::from_vector: shape " + shape.str() + " needs " +
@@ -89,20 +97,31 @@ class Tensor {
     return t;
   }
 
+  /// The shape.
   const Shape& shape() const { return shape_; }
+  /// The number of dimensions.
   int rank() const { return shape_.rank(); }
+  /// The size of dimension `dim`.
   std::int64_t size(int dim) const { return shape_[dim]; }
+  /// The number of elements.
   std::int64_t numel() const { return shape_.numel(); }
+  /// Whether the tensor has no elements.
   bool empty() const { return numel() == 0; }
 
+  /// The first element (nullptr for a default-constructed tensor).
   T* data() { return storage_ ? storage_->data + offset_ : nullptr; }
+  /// The first element, read-only.
   const T* data() const { return storage_ ? storage_->data + offset_ : nullptr; }
+  /// The first element, for range-for.
   T* begin() { return data(); }
+  /// Past the last element.
   T* end() { return data() + numel(); }
+  /// The first element, read-only, for range-for.
   const T* begin() const { return data(); }
+  /// Past the last element, read-only.
   const T* end() const { return data() + numel(); }
 
-  // Element access: operator() is bounds-checked in debug builds, at() always.
+  /// Element access: operator() is bounds-checked in debug builds, at() always.
   template <typename... Index>
   T& operator()(Index... index) {
 #ifndef NDEBUG
@@ -111,20 +130,23 @@ class Tensor {
     return data()[unchecked_offset(index...)];
 #endif
   }
+  /// The element at (i, j, ...), read-only, unchecked.
   template <typename... Index>
   const T& operator()(Index... index) const {
     return const_cast<Tensor&>(*this)(index...);
   }
+  /// The element at (i, j, ...), bounds-checked: throws headnet::Error when out of range.
   template <typename... Index>
   T& at(Index... index) {
     return data()[checked_offset(index...)];
   }
+  /// The element at (i, j, ...), read-only, bounds-checked.
   template <typename... Index>
   const T& at(Index... index) const {
     return const_cast<Tensor&>(*this).at(index...);
   }
 
-  // A view of the same elements with another shape of equal numel(). No copy.
+  /// A view of the same elements with another shape of equal numel(). No copy.
   Tensor reshape(const Shape& new_shape) const {
     if (new_shape.numel() != numel()) {
       throw ShapeError("Tensor::reshape: cannot view " + shape_.str() + " (" +
@@ -136,7 +158,7 @@ class Tensor {
     return view;
   }
 
-  // A view of items [begin, end) along the first dimension (a sub-batch). No copy.
+  /// A view of items [begin, end) along the first dimension (a sub-batch). No copy.
   Tensor slice(std::int64_t begin, std::int64_t end) const {
     if (rank() == 0 || begin < 0 || end < begin || end > shape_[0]) {
       throw ShapeError("Tensor::slice: range [" + std::to_string(begin) + ", " +
@@ -149,7 +171,7 @@ class Tensor {
     return view;
   }
 
-  // An independent deep copy.
+  /// An independent deep copy.
   Tensor clone() const {
     Tensor copy;
     copy.allocate(shape_);
@@ -157,9 +179,9 @@ class Tensor {
     return copy;
   }
 
-  // Gives this handle the shape `new_shape`. The elements are kept (reinterpreted) when the storage
-  // is already large enough and this handle starts at its beginning; otherwise new zeroed storage
-  // is allocated. Other handles to the old storage keep it.
+  /// Gives this handle the shape `new_shape`. The elements are kept (reinterpreted) when the storage
+  /// is already large enough and this handle starts at its beginning; otherwise new zeroed storage
+  /// is allocated. Other handles to the old storage keep it.
   void resize(const Shape& new_shape) {
     std::size_t n = static_cast<std::size_t>(new_shape.numel());
     if (storage_ && offset_ == 0 && n <= storage_->capacity) {
@@ -170,25 +192,33 @@ class Tensor {
     fill(T(0));
   }
 
+  /// Sets every element to `value`.
   void fill(T value) { std::fill(begin(), end(), value); }
+  /// Sets every element to zero.
   void zero() { fill(T(0)); }
 
+  /// Whether this tensor and `other` view the same storage.
   bool shares_storage_with(const Tensor& other) const {
     return storage_ && storage_ == other.storage_;
   }
 
-  // Eigen views for GEMM. matrix() is (size(0), numel / size(0)), row-major.
+  /// Eigen views for GEMM. matrix() is (size(0), numel / size(0)), row-major.
   MatrixMap matrix() { return matrix(rows_for_matrix(), cols_for_matrix()); }
+  /// The data as a read-only matrix: first dimension by the rest.
   ConstMatrixMap matrix() const { return matrix(rows_for_matrix(), cols_for_matrix()); }
+  /// The data as a writable rows x cols matrix (rows * cols must equal numel()).
   MatrixMap matrix(std::int64_t rows, std::int64_t cols) {
     check_matrix(rows, cols);
     return MatrixMap(data(), rows, cols);
   }
+  /// The data as a read-only rows x cols matrix.
   ConstMatrixMap matrix(std::int64_t rows, std::int64_t cols) const {
     check_matrix(rows, cols);
     return ConstMatrixMap(data(), rows, cols);
   }
+  /// The data as a writable vector.
   VectorMap vector() { return VectorMap(data(), numel()); }
+  /// The data as a read-only vector.
   ConstVectorMap vector() const { return ConstVectorMap(data(), numel()); }
 
  private:
@@ -239,8 +269,8 @@ class Tensor {
   Shape shape_;
 };
 
-// True when no element is NaN or infinite. x * 0 is 0 for finite x and NaN otherwise, so one
-// vectorisable sum answers for the whole tensor.
+/// True when no element is NaN or infinite. x * 0 is 0 for finite x and NaN otherwise, so one
+/// vectorisable sum answers for the whole tensor.
 template <typename T>
 bool all_finite(const Tensor<T>& t) {
   T sum = T(0);

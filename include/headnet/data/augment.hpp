@@ -25,35 +25,42 @@
 namespace headnet {
 namespace data {
 
+/// Horizontal flips: none, a random half of the images, or every image on every other epoch.
 enum class Flip { none, random, alternating };
 
+/// What augmentation applies to each training image.
 struct AugmentOptions {
-  int pad = 0;           // translation range: -pad .. pad pixels in each direction
-  bool reflect = true;   // reflected borders (true) or zeros
-  Flip flip = Flip::none;
-  int cutout = 0;        // side of the zeroed square; 0 for none
+  int pad = 0;           ///< translation range: -pad .. pad pixels in each direction
+  bool reflect = true;   ///< reflected borders (true) or zeros
+  Flip flip = Flip::none;  ///< horizontal flips: none, random, or alternating by epoch
+  int cutout = 0;        ///< side of the zeroed square; 0 for none
+  /// Whether any augmentation is on.
   bool any() const { return pad > 0 || flip != Flip::none || cutout > 0; }
 };
 
+/// Applies AugmentOptions to batches; each image's draw depends on (seed, epoch, image) only.
 class Augmentation {
  public:
   Augmentation() = default;
+  /// Augmentation with `options`, keyed on `seed`.
   Augmentation(const AugmentOptions& options, std::uint64_t seed) : options_(options), seed_(seed) {
     detail::require_at_least("Augmentation", "pad", options.pad, 0);
     detail::require_at_least("Augmentation", "cutout", options.cutout, 0);
   }
 
+  /// The options.
   const AugmentOptions& options() const { return options_; }
+  /// Whether any augmentation is on.
   bool any() const { return options_.any(); }
 
-  // The stream of image `index` in `epoch`.
+  /// The stream of image `index` in `epoch`.
   Generator stream(std::int64_t epoch, std::int64_t index) const {
     Generator keyed(seed_, Generator::augmentation);
     Generator g(keyed.next() ^ (std::uint64_t(epoch) * 0x9E3779B97F4A7C15ULL) ^ (std::uint64_t(index) * 0xC2B2AE3D27D4EB4FULL),
                 Generator::augmentation);
     return g;
   }
-  // Whether image `index` is mirrored in `epoch`.
+  /// Whether image `index` is mirrored in `epoch`.
   bool flipped(std::int64_t epoch, std::int64_t index) const {
     switch (options_.flip) {
       case Flip::none: return false;
@@ -63,7 +70,7 @@ class Augmentation {
     return false;
   }
 
-  // Augments image (C, H, W) at `image` in place; `scratch` holds C * H * W floats.
+  /// Augments image (C, H, W) at `image` in place; `scratch` holds C * H * W floats.
   void apply(float* image, int C, int H, int W, std::int64_t epoch, std::int64_t index, float* scratch) const {
     Generator g = stream(epoch, index);
     // Always draw in the same order, so that each option's numbers do not depend on the others.

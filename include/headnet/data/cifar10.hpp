@@ -33,42 +33,54 @@
 namespace headnet {
 namespace data {
 
+/// The CIFAR-10 binary format: sizes, class names and file names.
 struct Cifar10 {
-  static constexpr int channels = 3, height = 32, width = 32;
-  static constexpr int image_bytes = channels * height * width;  // 3072
-  static constexpr int record_bytes = 1 + image_bytes;            // 3073
-  static constexpr int classes = 10;
-  static constexpr std::int64_t records_per_file = 10000;
+  static constexpr int channels = 3;  ///< colour channels
+  static constexpr int height = 32;  ///< image rows
+  static constexpr int width = 32;  ///< image columns
+  static constexpr int image_bytes = channels * height * width;  ///< 3072
+  static constexpr int record_bytes = 1 + image_bytes;            ///< 3073
+  static constexpr int classes = 10;  ///< number of classes
+  static constexpr std::int64_t records_per_file = 10000;  ///< records in each .bin file
 
+  /// The ten class names, in label order.
   static const std::array<const char*, 10>& class_names() {
     static const std::array<const char*, 10> names = {"plane", "car",  "bird", "cat",  "deer",
                                                       "dog",   "frog", "horse", "ship", "truck"};
     return names;
   }
+  /// The five training files, in order.
   static std::vector<std::string> train_files() {
     return {"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"};
   }
+  /// The test file.
   static std::vector<std::string> test_files() { return {"test_batch.bin"}; }
 };
 
-// Any data set of small images (CIFAR-10's by default; MNIST, CIFAR-100 and image folders fill in
-// their own shape and classes): pixels (N, C, H, W) as bytes, labels 0 .. classes-1.
+/// Any data set of small images (CIFAR-10's by default; MNIST, CIFAR-100 and image folders fill in
+/// their own shape and classes): pixels (N, C, H, W) as bytes, labels 0 .. classes-1.
 struct ImageSet {
-  std::vector<std::uint8_t> pixels;
-  std::vector<std::int32_t> labels;
-  int channels = Cifar10::channels, height = Cifar10::height, width = Cifar10::width;
-  int classes = Cifar10::classes;
-  std::vector<std::string> class_names;  // empty: CIFAR-10's when there are 10 classes, else numbers
+  std::vector<std::uint8_t> pixels;  ///< images as bytes, (C, H, W) per image, one after the other
+  std::vector<std::int32_t> labels;  ///< one label per image
+  int channels = Cifar10::channels;  ///< channels per image (1 or 3)
+  int height = Cifar10::height;  ///< rows per image
+  int width = Cifar10::width;  ///< columns per image
+  int classes = Cifar10::classes;  ///< number of classes
+  std::vector<std::string> class_names;  ///< empty: CIFAR-10's when there are 10 classes, else numbers
 
+  /// The number of images.
   std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
+  /// Bytes per image.
   std::int64_t image_bytes() const { return std::int64_t(channels) * height * width; }
+  /// The bytes of image i.
   const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * image_bytes(); }
-  // The name of class c: class_names[c], CIFAR-10's, or "c".
+  /// The name of class c: class_names[c], CIFAR-10's, or "c".
   std::string class_name(int c) const {
     if (std::size_t(c) < class_names.size()) return class_names[std::size_t(c)];
     if (classes == Cifar10::classes && class_names.empty()) return Cifar10::class_names()[std::size_t(c)];
     return std::to_string(c);
   }
+  /// The class names: class_names, or CIFAR-10's for 10 classes, or "0", "1", ...
   std::vector<std::string> names() const {
     std::vector<std::string> n;
     for (int c = 0; c < classes; ++c) n.push_back(class_name(c));
@@ -76,8 +88,8 @@ struct ImageSet {
   }
 };
 
-// Appends the records in `bytes` (the contents of a CIFAR-10 binary file called `name` in error
-// messages) to `set`. On any error `set` is left unchanged.
+/// Appends the records in `bytes` (the contents of a CIFAR-10 binary file called `name` in error
+/// messages) to `set`. On any error `set` is left unchanged.
 inline void parse_cifar10(const std::uint8_t* bytes, std::size_t size, const std::string& name, ImageSet& set) {
   if (size == 0) throw DataError("CIFAR-10: '" + name + "' is empty");
   if (size % Cifar10::record_bytes != 0) {
@@ -104,7 +116,7 @@ inline void parse_cifar10(const std::uint8_t* bytes, std::size_t size, const std
   }
 }
 
-// Appends the records of one CIFAR-10 binary file to `set`. On any error `set` is left unchanged.
+/// Appends the records of one CIFAR-10 binary file to `set`. On any error `set` is left unchanged.
 inline void read_cifar10_file(const std::string& path, ImageSet& set) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError("CIFAR-10: cannot open '" + path + "': " + std::strerror(errno));
@@ -121,22 +133,25 @@ inline void read_cifar10_file(const std::string& path, ImageSet& set) {
   parse_cifar10(raw.data(), raw.size(), path, set);
 }
 
-// Reads the named files from `directory` (a folder holding data_batch_1.bin, ...).
+/// Reads the named files from `directory` (a folder holding data_batch_1.bin, ...).
 inline ImageSet read_cifar10(const std::string& directory, const std::vector<std::string>& files) {
   ImageSet set;
   for (const auto& f : files) read_cifar10_file(directory + "/" + f, set);
   return set;
 }
+/// The 50,000 training images from a cifar-10-batches-bin folder.
 inline ImageSet read_cifar10_train(const std::string& directory) { return read_cifar10(directory, Cifar10::train_files()); }
+/// The 10,000 test images from a cifar-10-batches-bin folder.
 inline ImageSet read_cifar10_test(const std::string& directory) { return read_cifar10(directory, Cifar10::test_files()); }
 
-// Per-channel normalisation x = (pixel/255 - mean) / std.
+/// Per-channel normalisation x = (pixel/255 - mean) / std.
 struct Normalization {
-  std::array<float, 3> mean{0.5f, 0.5f, 0.5f};
-  std::array<float, 3> std{0.5f, 0.5f, 0.5f};
+  std::array<float, 3> mean{0.5f, 0.5f, 0.5f};  ///< per-channel mean, subtracted after scaling pixels to [0, 1]
+  std::array<float, 3> std{0.5f, 0.5f, 0.5f};  ///< per-channel standard deviation, divided by after the mean
 
+  /// The tutorial's normalisation: mean 0.5, std 0.5, pixels to [-1, 1].
   static Normalization tutorial() { return {}; }
-  // The per-channel mean and standard deviation of a set's pixels (scaled to [0, 1]).
+  /// The per-channel mean and standard deviation of a set's pixels (scaled to [0, 1]).
   static Normalization from_statistics(const ImageSet& set) {
     Normalization n;
     const std::int64_t plane = std::int64_t(set.height) * set.width;
@@ -159,12 +174,13 @@ struct Normalization {
   }
 };
 
-// Draws batches from an ImageSet, in a shuffled order when asked, converting them to float into a
-// tensor it owns and reuses (images in parallel), and augmenting them when set_augmentation() was
-// called (data/augment.hpp: keyed on the seed, the epoch and the image). Same seed, same order and
-// same augmented images, epoch after epoch. set_drop_last(true) leaves out a last partial batch.
+/// Draws batches from an ImageSet, in a shuffled order when asked, converting them to float into a
+/// tensor it owns and reuses (images in parallel), and augmenting them when set_augmentation() was
+/// called (data/augment.hpp: keyed on the seed, the epoch and the image). Same seed, same order and
+/// same augmented images, epoch after epoch. set_drop_last(true) leaves out a last partial batch.
 class BatchLoader : public Loader {
  public:
+  /// A loader over `set` in batches of `batch_size`, shuffled each epoch from `seed` when `shuffle`.
   BatchLoader(const ImageSet& set, int batch_size, bool shuffle, std::uint64_t seed,
               Normalization normalization = Normalization::tutorial())
       : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(initial_generator(seed)), order_(std::size_t(set.size())) {
@@ -182,16 +198,20 @@ class BatchLoader : public Loader {
     start_epoch();
   }
 
-  // The generator a loader built with `seed` starts from (before its first shuffle): the data-order
-  // stream of that seed, independent of the initial weights drawn with the same seed.
+  /// The generator a loader built with `seed` starts from (before its first shuffle): the data-order
+  /// stream of that seed, independent of the initial weights drawn with the same seed.
   static Generator initial_generator(std::uint64_t seed) { return Generator(seed, Generator::data_order); }
 
+  /// Turns augmentation on for the following batches.
   void set_augmentation(const AugmentOptions& options, std::uint64_t seed) { augmentation_ = Augmentation(options, seed); }
+  /// The augmentation (Augmentation::any() is false when none).
   const Augmentation& augmentation() const { return augmentation_; }
+  /// Whether the last, short batch of an epoch is dropped.
   void set_drop_last(bool drop) { drop_last_ = drop; }
+  /// The number of epochs started.
   std::int64_t epoch() const { return epoch_; }
 
-  // Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
+  /// Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
   void start_epoch() override {
     ++epoch_;
     epoch_generator_ = generator_.state();
@@ -201,10 +221,11 @@ class BatchLoader : public Loader {
   }
 
   std::int64_t size() const override { return drop_last_ ? set_->size() / batch_size_ * batch_size_ : set_->size(); }
+  /// Batches in one epoch.
   std::int64_t batches_per_epoch() const override { return (size() + batch_size_ - 1) / batch_size_; }
 
-  // Fills the next batch; false at the end of the epoch. The last batch may be smaller.
-  // images: (B, C, H, W), a view of the loader's buffer valid until the next call.
+  /// Fills the next batch; false at the end of the epoch. The last batch may be smaller.
+  /// images: (B, C, H, W), a view of the loader's buffer valid until the next call.
   bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) override {
     if (position_ >= size()) return false;
     const std::int64_t b = std::min<std::int64_t>(batch_size_, size() - position_);
@@ -234,10 +255,12 @@ class BatchLoader : public Loader {
     return true;
   }
 
-  // Skips the next `batches` batches of this epoch without converting them (to resume mid-epoch).
+  /// Skips the next `batches` batches of this epoch without converting them (to resume mid-epoch).
   void skip(std::int64_t batches) { position_ = std::min(size(), position_ + batches * batch_size_); }
 
+  /// Where the loader is, for checkpoints.
   LoaderState state() const override { return {epoch_generator_, position_, epoch_}; }
+  /// Restores a position saved by state().
   void set_state(const LoaderState& state) override {
     generator_.set_state(state.epoch_generator);
     epoch_ = state.epoch - 1;
@@ -245,7 +268,9 @@ class BatchLoader : public Loader {
     position_ = std::max<std::int64_t>(0, std::min(size(), state.position));
   }
 
+  /// The generator that shuffles.
   Generator& generator() { return generator_; }
+  /// Images of this epoch already handed out.
   std::int64_t position() const { return position_; }
 
  private:

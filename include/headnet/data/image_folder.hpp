@@ -26,6 +26,7 @@
 namespace headnet {
 namespace data {
 
+/// Whether the file's extension is one headnet decodes (.png, .jpg, .jpeg, .bmp, any case).
 inline bool is_image_file(const std::filesystem::path& p) {
   std::string ext = p.extension().string();
   for (auto& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
@@ -34,6 +35,7 @@ inline bool is_image_file(const std::filesystem::path& p) {
   return false;
 }
 
+/// Reads a folder with one subfolder per class (torchvision's ImageFolder), every image resized and cropped to height x width.
 inline ImageSet read_image_folder(const std::string& folder, int height = 32, int width = 32, int channels = 3) {
   namespace fs = std::filesystem;
   if (channels != 1 && channels != 3) throw Error("read_image_folder: channels must be 1 or 3, got " + std::to_string(channels));

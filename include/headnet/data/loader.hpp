@@ -18,20 +18,27 @@
 namespace headnet {
 namespace data {
 
+/// Where a loader is: enough to resume mid-epoch with the same batches.
 struct LoaderState {
-  Generator::State epoch_generator{};  // before this epoch's shuffle
-  std::int64_t position = 0;           // samples of this epoch already drawn
-  std::int64_t epoch = 0;              // passes started before this one (keys the augmentation)
+  Generator::State epoch_generator{};  ///< before this epoch's shuffle
+  std::int64_t position = 0;           ///< samples of this epoch already drawn
+  std::int64_t epoch = 0;              ///< passes started before this one (keys the augmentation)
 };
 
+/// A source of training batches; the Trainer takes any.
 class Loader {
  public:
   virtual ~Loader() = default;
+  /// Writes the next batch into `images` and `labels`; false at the end of the epoch.
   virtual bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) = 0;
+  /// Starts an epoch (shuffles, when the loader shuffles).
   virtual void start_epoch() = 0;
-  virtual std::int64_t size() const = 0;  // samples per epoch
+  virtual std::int64_t size() const = 0;  ///< samples per epoch
+  /// Batches per epoch.
   virtual std::int64_t batches_per_epoch() const = 0;
+  /// The loader's position, for checkpoints.
   virtual LoaderState state() const = 0;
+  /// Restores a position saved by state().
   virtual void set_state(const LoaderState& state) = 0;
 };
 

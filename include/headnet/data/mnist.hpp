@@ -32,6 +32,7 @@
 namespace headnet {
 namespace data {
 
+/// Fashion-MNIST's ten class names, in label order.
 inline std::vector<std::string> fashion_mnist_classes() {
   return {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 }
@@ -150,7 +151,7 @@ inline std::vector<std::uint8_t> read_maybe_gzipped(const std::string& folder, c
 
 }  // namespace detail
 
-// The training (60,000) or test (10,000) images of an MNIST-format folder: (N, 1, 28, 28).
+/// The training (60,000) or test (10,000) images of an MNIST-format folder: (N, 1, 28, 28).
 inline ImageSet read_mnist(const std::string& folder, bool train, std::vector<std::string> class_names = {}) {
   const std::string prefix = train ? "train" : "t10k";
   std::string image_name, label_name;
@@ -182,7 +183,7 @@ inline ImageSet read_mnist(const std::string& folder, bool train, std::vector<st
   return set;
 }
 
-// CIFAR-100's training (50,000) or test (10,000) images, with fine (100) or coarse (20) labels.
+/// CIFAR-100's training (50,000) or test (10,000) images, with fine (100) or coarse (20) labels.
 inline ImageSet read_cifar100(const std::string& folder, bool train, bool fine = true) {
   const std::string path = folder + "/" + (train ? "train.bin" : "test.bin");
   const auto bytes = detail::read_whole_file(path);
@@ -211,8 +212,8 @@ inline ImageSet read_cifar100(const std::string& folder, bool train, bool fine =
   return set;
 }
 
-// Moves a `fraction` of `set` (chosen by a shuffle seeded with `seed`) into a held-out set, which is
-// returned; the rest stays in `set`, in its original order.
+/// Moves a `fraction` of `set` (chosen by a shuffle seeded with `seed`) into a held-out set, which is
+/// returned; the rest stays in `set`, in its original order.
 inline ImageSet split_off(ImageSet& set, double fraction, std::uint64_t seed) {
   if (!(fraction > 0 && fraction < 1)) throw Error("split_off: fraction must be in (0, 1), got " + std::to_string(fraction));
   std::vector<std::int64_t> order(std::size_t(set.size()));

@@ -53,18 +53,22 @@
 namespace headnet {
 namespace io {
 
-// What the file says besides the graph.
+/// What the file says besides the graph.
 struct OnnxInfo {
-  Shape input_shape;  // with the batch dimension (dynamic in the file) set to 1
-  std::string input_name, output_name, producer_name, producer_version;
-  std::int64_t opset = 0;
-  std::map<std::string, std::string> metadata;  // metadata_props
+  Shape input_shape;  ///< with the batch dimension (dynamic in the file) set to 1
+  std::string input_name;  ///< the graph input's name
+  std::string output_name;  ///< the graph output's name
+  std::string producer_name;  ///< the program that wrote the file
+  std::string producer_version;  ///< that program's version
+  std::int64_t opset = 0;  ///< the default domain's opset version
+  std::map<std::string, std::string> metadata;  ///< metadata_props
 };
 
+/// How save_onnx() names things and what it adds.
 struct OnnxExportOptions {
-  std::string input_name = "input";
-  std::string output_name = "output";
-  std::map<std::string, std::string> metadata;  // written as metadata_props
+  std::string input_name = "input";  ///< the graph input's name
+  std::string output_name = "output";  ///< the graph output's name
+  std::map<std::string, std::string> metadata;  ///< written as metadata_props
 };
 
 namespace detail {
@@ -312,8 +316,8 @@ class OnnxWriter {
 
 }  // namespace detail
 
-// Writes `model` as an ONNX model for inputs of `input_shape` (its first dimension, the batch, is
-// dynamic in the file). Atomic, as save_safetensors. Throws Error for a layer with no ONNX form.
+/// Writes `model` as an ONNX model for inputs of `input_shape` (its first dimension, the batch, is
+/// dynamic in the file). Atomic, as save_safetensors. Throws Error for a layer with no ONNX form.
 template <typename T>
 void save_onnx(const std::string& path, Layer<T>& model, const Shape& input_shape, const OnnxExportOptions& options = {}) {
   const Shape output_shape = model.output_shape(input_shape);  // a ShapeError names the layer
@@ -1000,7 +1004,7 @@ class OnnxReader {
 
 }  // namespace detail
 
-// Builds a headnet Graph from ONNX bytes; `what` names them in errors (the file's path).
+/// Builds a headnet Graph from ONNX bytes; `what` names them in errors (the file's path).
 template <typename T>
 Graph<T> parse_onnx(const unsigned char* data, std::size_t size, const std::string& what, OnnxInfo* info = nullptr) {
   const onnx::ModelProto model = onnx::decode_model(data, size, what);
@@ -1010,7 +1014,7 @@ Graph<T> parse_onnx(const unsigned char* data, std::size_t size, const std::stri
   return graph;
 }
 
-// Reads an ONNX file into a Graph in eval mode (call train() to train it further).
+/// Reads an ONNX file into a Graph in eval mode (call train() to train it further).
 template <typename T>
 Graph<T> load_onnx(const std::string& path, OnnxInfo* info = nullptr) {
   std::ifstream in(path, std::ios::binary);

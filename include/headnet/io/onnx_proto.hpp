@@ -24,51 +24,64 @@ namespace headnet {
 namespace io {
 namespace onnx {
 
+/// TensorProto.DataType values headnet reads.
 enum DataType : int { UNDEFINED = 0, FLOAT = 1, INT32 = 6, INT64 = 7, DOUBLE = 11 };
+/// AttributeProto.AttributeType values headnet reads.
 enum AttributeType : int { ATTR_FLOAT = 1, ATTR_INT = 2, ATTR_STRING = 3, ATTR_TENSOR = 4, ATTR_FLOATS = 6, ATTR_INTS = 7 };
 
+/// The name of a TensorProto.DataType, for errors.
 inline const char* data_type_name(int t) {
   static const char* names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8",   "UINT16",    "INT16",      "INT32",  "INT64",
                                 "STRING",    "BOOL",  "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
   return t >= 0 && t < 17 ? names[t] : "unknown";
 }
 
+/// An ONNX TensorProto: an initialiser or constant, values decoded.
 struct TensorProto {
-  std::string name;
-  std::vector<std::int64_t> dims;
-  int data_type = UNDEFINED;
-  // Values, converted on reading: floating types into `floats` (as double, exact for FLOAT and
-  // DOUBLE), integer types into `ints`.
+  std::string name;  ///< the value's name in the graph
+  std::vector<std::int64_t> dims;  ///< the shape
+  int data_type = UNDEFINED;  ///< TensorProto.DataType (FLOAT, INT64, ...)
+  /// Values, converted on reading: floating types into `floats` (as double, exact for FLOAT and
+  /// DOUBLE), integer types into `ints`.
   std::vector<double> floats;
-  std::vector<std::int64_t> ints;
-  bool external = false;  // data_location EXTERNAL: values in another file, which headnet refuses
+  std::vector<std::int64_t> ints;  ///< integer values (INT64, INT32)
+  bool external = false;  ///< data_location EXTERNAL: values in another file, which headnet refuses
 
+  /// The number of elements the dimensions declare.
   std::int64_t numel() const {
     std::int64_t n = 1;
     for (auto d : dims) n *= d;
     return n;
   }
+  /// Whether the values are floating point.
   bool is_float() const { return data_type == FLOAT || data_type == DOUBLE; }
+  /// Whether the values are integers.
   bool is_int() const { return data_type == INT64 || data_type == INT32; }
 };
 
+/// An ONNX AttributeProto: a named attribute of a node, one of its value fields set.
 struct AttributeProto {
-  std::string name;
-  int type = 0;
-  float f = 0;
-  std::int64_t i = 0;
-  std::string s;
-  TensorProto t;
-  std::vector<float> floats;
-  std::vector<std::int64_t> ints;
-  bool has_graph = false;  // a sub-graph (If, Loop, Scan): no operator headnet supports has one
+  std::string name;  ///< the attribute's name (e.g. `kernel_shape`)
+  int type = 0;  ///< AttributeProto.AttributeType
+  float f = 0;  ///< a FLOAT attribute
+  std::int64_t i = 0;  ///< an INT attribute
+  std::string s;  ///< a STRING attribute
+  TensorProto t;  ///< a TENSOR attribute
+  std::vector<float> floats;  ///< a FLOATS attribute
+  std::vector<std::int64_t> ints;  ///< an INTS attribute
+  bool has_graph = false;  ///< a sub-graph (If, Loop, Scan): no operator headnet supports has one
 };
 
+/// An ONNX NodeProto: one operator applied to named values.
 struct NodeProto {
-  std::vector<std::string> inputs, outputs;
-  std::string name, op_type, domain;
-  std::vector<AttributeProto> attributes;
+  std::vector<std::string> inputs;  ///< the names of the values the node reads
+  std::vector<std::string> outputs;  ///< the names of the values it writes
+  std::string name;  ///< the node's name (may be empty)
+  std::string op_type;  ///< the operator ("Conv", "Relu", ...)
+  std::string domain;  ///< the operator's domain ("" is the default ONNX domain)
+  std::vector<AttributeProto> attributes;  ///< the attributes, in file order
 
+  /// The attribute called `attr_name`, or nullptr.
   const AttributeProto* attribute(const std::string& attr_name) const {
     for (const auto& a : attributes)
       if (a.name == attr_name) return &a;
@@ -76,40 +89,47 @@ struct NodeProto {
   }
 };
 
-// A graph input or output: name, element type and shape (-1 for a symbolic or unknown dimension).
+/// A graph input or output: name, element type and shape (-1 for a symbolic or unknown dimension).
 struct ValueInfoProto {
-  std::string name;
-  int elem_type = UNDEFINED;
-  bool has_shape = false;
-  std::vector<std::int64_t> dims;
-  std::vector<std::string> dim_params;  // "N" for the dynamic batch dimension, "" for fixed ones
+  std::string name;  ///< the value's name
+  int elem_type = UNDEFINED;  ///< TensorProto.DataType of the elements
+  bool has_shape = false;  ///< whether the file gives a shape
+  std::vector<std::int64_t> dims;  ///< the dimensions, -1 where symbolic or unknown
+  std::vector<std::string> dim_params;  ///< "N" for the dynamic batch dimension, "" for fixed ones
 };
 
+/// An ONNX GraphProto: nodes, initialisers, inputs and outputs.
 struct GraphProto {
-  std::string name;
-  std::vector<NodeProto> nodes;
-  std::vector<TensorProto> initializers;
-  std::vector<ValueInfoProto> inputs, outputs;
-  bool has_sparse_initializers = false;
+  std::string name;  ///< the graph's name
+  std::vector<NodeProto> nodes;  ///< the nodes, in file order (topologically sorted in a valid file)
+  std::vector<TensorProto> initializers;  ///< the weights
+  std::vector<ValueInfoProto> inputs;  ///< the graph's inputs
+  std::vector<ValueInfoProto> outputs;  ///< the graph's outputs
+  bool has_sparse_initializers = false;  ///< whether the file has sparse initialisers (headnet refuses them)
 };
 
+/// An ONNX OperatorSetIdProto: an operator domain and its version.
 struct OperatorSetId {
-  std::string domain;
-  std::int64_t version = 0;
+  std::string domain;  ///< the domain ("" or "ai.onnx" for the default one)
+  std::int64_t version = 0;  ///< the opset version
 };
 
+/// An ONNX ModelProto: the file's header and its graph.
 struct ModelProto {
-  std::int64_t ir_version = 0;
-  std::vector<OperatorSetId> opset_import;
-  std::string producer_name, producer_version, doc_string;
-  GraphProto graph;
-  std::vector<std::pair<std::string, std::string>> metadata;
-  bool has_graph = false;
+  std::int64_t ir_version = 0;  ///< the IR version
+  std::vector<OperatorSetId> opset_import;  ///< the opsets the model uses
+  std::string producer_name;  ///< the program that wrote the file
+  std::string producer_version;  ///< that program's version
+  std::string doc_string;  ///< the model's description
+  GraphProto graph;  ///< the model's graph
+  std::vector<std::pair<std::string, std::string>> metadata;  ///< metadata_props, as key-value pairs
+  bool has_graph = false;  ///< whether the file has a graph
 };
 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/// The protobuf encoding of a TensorProto.
 inline ProtoWriter encode(const TensorProto& t) {
   ProtoWriter w;
   for (auto d : t.dims) w.int_field(1, d);
@@ -142,6 +162,7 @@ inline ProtoWriter encode(const TensorProto& t) {
   return w;
 }
 
+/// The protobuf encoding of an AttributeProto.
 inline ProtoWriter encode(const AttributeProto& a) {
   ProtoWriter w;
   w.bytes_field(1, a.name);
@@ -158,6 +179,7 @@ inline ProtoWriter encode(const AttributeProto& a) {
   return w;
 }
 
+/// The protobuf encoding of a NodeProto.
 inline ProtoWriter encode(const NodeProto& n) {
   ProtoWriter w;
   for (const auto& i : n.inputs) w.bytes_field(1, i);
@@ -169,6 +191,7 @@ inline ProtoWriter encode(const NodeProto& n) {
   return w;
 }
 
+/// The protobuf encoding of a ValueInfoProto.
 inline ProtoWriter encode(const ValueInfoProto& v) {
   ProtoWriter shape;
   for (std::size_t d = 0; d < v.dims.size(); ++d) {
@@ -192,6 +215,7 @@ inline ProtoWriter encode(const ValueInfoProto& v) {
   return w;
 }
 
+/// The protobuf encoding of a GraphProto.
 inline ProtoWriter encode(const GraphProto& g) {
   ProtoWriter w;
   for (const auto& n : g.nodes) w.message(1, encode(n));
@@ -202,6 +226,7 @@ inline ProtoWriter encode(const GraphProto& g) {
   return w;
 }
 
+/// The bytes of an ONNX file holding `m`.
 inline std::string encode_model(const ModelProto& m) {
   ProtoWriter w;
   w.int_field(1, m.ir_version);
@@ -427,7 +452,7 @@ inline GraphProto decode_graph(const ProtoField& field, const std::string& what)
 
 }  // namespace detail
 
-// Parses a serialized ModelProto. `what` names the source in errors (the file's path).
+/// Parses a serialized ModelProto. `what` names the source in errors (the file's path).
 inline ModelProto decode_model(const unsigned char* data, std::size_t size, const std::string& what) {
   ProtoReader r(data, size, what + ": ModelProto");
   ModelProto m;

@@ -22,38 +22,48 @@
 namespace headnet {
 namespace io {
 
+/// Protobuf wire types.
 enum class WireType : int { varint = 0, fixed64 = 1, length_delimited = 2, fixed32 = 5 };
 
+/// Writes protobuf messages field by field into a byte string.
 class ProtoWriter {
  public:
+  /// Writes field `field` as a varint.
   void varint_field(int field, std::uint64_t v) {
     key(field, WireType::varint);
     varint(v);
   }
-  // int64 and int32 are written as their two's complement, 10 bytes when negative, as protobuf does.
+  /// int64 and int32 are written as their two's complement, 10 bytes when negative, as protobuf does.
   void int_field(int field, std::int64_t v) { varint_field(field, static_cast<std::uint64_t>(v)); }
+  /// Writes field `field` as a fixed32 float.
   void float_field(int field, float v) {
     key(field, WireType::fixed32);
     append_le(&v, 4);
   }
+  /// Writes field `field` as length-delimited bytes.
   void bytes_field(int field, const std::string& bytes) { bytes_field(field, bytes.data(), bytes.size()); }
+  /// Writes `size` bytes at `data` as length-delimited field `field`.
   void bytes_field(int field, const void* data, std::size_t size) {
     key(field, WireType::length_delimited);
     varint(size);
     bytes_.append(static_cast<const char*>(data), size);
   }
+  /// Writes a nested message as field `field`.
   void message(int field, const ProtoWriter& nested) { bytes_field(field, nested.bytes_); }
+  /// Writes `values` as one packed repeated int64 field.
   void packed_ints(int field, const std::vector<std::int64_t>& values) {
     ProtoWriter packed;
     for (std::int64_t v : values) packed.varint(static_cast<std::uint64_t>(v));
     bytes_field(field, packed.bytes_);
   }
+  /// Writes `values` as one packed repeated float field.
   void packed_floats(int field, const std::vector<float>& values) {
     ProtoWriter packed;
     for (float v : values) packed.append_le(&v, 4);
     bytes_field(field, packed.bytes_);
   }
 
+  /// The message written so far.
   const std::string& bytes() const { return bytes_; }
 
  private:
@@ -75,38 +85,44 @@ class ProtoWriter {
   std::string bytes_;
 };
 
-// One field of a message, as ProtoReader::next() returns it. For a length-delimited field, data and
-// size point into the reader's buffer; for the others, value holds the varint or the fixed bytes.
+/// One field of a message, as ProtoReader::next() returns it. For a length-delimited field, data and
+/// size point into the reader's buffer; for the others, value holds the varint or the fixed bytes.
 struct ProtoField {
-  int number = 0;
-  WireType type = WireType::varint;
-  std::uint64_t value = 0;
-  const unsigned char* data = nullptr;
-  std::size_t size = 0;
+  int number = 0;  ///< the field number
+  WireType type = WireType::varint;  ///< the wire type
+  std::uint64_t value = 0;  ///< a varint's value or a fixed field's bits
+  const unsigned char* data = nullptr;  ///< a length-delimited field's bytes (in the reader's buffer)
+  std::size_t size = 0;  ///< a length-delimited field's length
 
+  /// The varint as a signed integer (two's complement, as protobuf writes int64).
   std::int64_t as_int() const { return static_cast<std::int64_t>(value); }
+  /// The fixed32 bits as a float.
   float as_float() const {
     const auto bits = static_cast<std::uint32_t>(value);
     float f;
     std::memcpy(&f, &bits, 4);
     return f;
   }
+  /// The fixed64 bits as a double.
   double as_double() const {
     double d;
     std::memcpy(&d, &value, 8);
     return d;
   }
+  /// The length-delimited bytes as a string.
   std::string as_string() const { return std::string(reinterpret_cast<const char*>(data), size); }
 };
 
+/// Reads a protobuf message's fields one by one, checking every length against the bytes left.
 class ProtoReader {
  public:
-  // `what` names the message in errors ("model.onnx: GraphProto").
+  /// `what` names the message in errors ("model.onnx: GraphProto").
   ProtoReader(const unsigned char* data, std::size_t size, std::string what)
       : p_(data), end_(data + size), what_(std::move(what)) {}
+  /// A reader of a nested message held by field `f`.
   ProtoReader(const ProtoField& f, std::string what) : ProtoReader(f.data, f.size, std::move(what)) {}
 
-  // Reads the next field into `f`; false at the end of the message.
+  /// Reads the next field into `f`; false at the end of the message.
   bool next(ProtoField& f) {
     if (p_ == end_) return false;
     const std::uint64_t key = varint();
@@ -148,7 +164,7 @@ class ProtoReader {
     return true;
   }
 
-  // Checks that `f` has the wire type its field number must have.
+  /// Checks that `f` has the wire type its field number must have.
   void expect(const ProtoField& f, WireType type, const char* field_name) const {
     if (f.type != type) {
       fail(std::string("field ") + field_name + " (" + std::to_string(f.number) + ") has wire type " +
@@ -156,8 +172,8 @@ class ProtoReader {
     }
   }
 
-  // A repeated int64 field arrives packed (one length-delimited run of varints) or one varint per
-  // field; both are accepted, as protobuf's parsers do.
+  /// A repeated int64 field arrives packed (one length-delimited run of varints) or one varint per
+  /// field; both are accepted, as protobuf's parsers do.
   void append_ints(const ProtoField& f, std::vector<std::int64_t>& out) const {
     if (f.type == WireType::varint) {
       out.push_back(f.as_int());
@@ -167,6 +183,7 @@ class ProtoReader {
     ProtoReader packed(f.data, f.size, what_);
     while (packed.p_ != packed.end_) out.push_back(static_cast<std::int64_t>(packed.varint()));
   }
+  /// Appends a repeated float field, packed or not.
   void append_floats(const ProtoField& f, std::vector<float>& out) const {
     if (f.type == WireType::fixed32) {
       out.push_back(f.as_float());
@@ -183,6 +200,7 @@ class ProtoReader {
       out.push_back(v);
     }
   }
+  /// Appends a repeated double field, packed or not.
   void append_doubles(const ProtoField& f, std::vector<double>& out) const {
     if (f.type == WireType::fixed64) {
       out.push_back(f.as_double());
@@ -199,7 +217,9 @@ class ProtoReader {
     }
   }
 
+  /// Throws DataError naming the message.
   [[noreturn]] void fail(const std::string& message) const { throw DataError(what_ + ": " + message); }
+  /// The message's name in errors.
   const std::string& what() const { return what_; }
 
  private:

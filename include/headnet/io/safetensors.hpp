@@ -36,21 +36,22 @@
 namespace headnet {
 namespace io {
 
-// One tensor's entry in a safetensors header.
+/// One tensor's entry in a safetensors header.
 struct TensorRecord {
-  std::string dtype;  // "F32", "F64" or "I64"
-  std::vector<std::int64_t> shape;
-  std::uint64_t begin = 0, end = 0;  // byte offsets into the data section
+  std::string dtype;  ///< "F32", "F64" or "I64"
+  std::vector<std::int64_t> shape;  ///< the dimensions
+  std::uint64_t begin = 0;  ///< first byte, an offset into the data section
+  std::uint64_t end = 0;  ///< past the last byte
 };
 
-// A parsed, validated safetensors file.
+/// A parsed, validated safetensors file.
 struct SafetensorsFile {
-  std::string path;
-  std::map<std::string, TensorRecord> tensors;
-  std::map<std::string, std::string> metadata;
-  std::vector<unsigned char> data;
+  std::string path;  ///< the file's path (for errors)
+  std::map<std::string, TensorRecord> tensors;  ///< the tensors by name
+  std::map<std::string, std::string> metadata;  ///< the `__metadata__` strings
+  std::vector<unsigned char> data;  ///< the data section, the bytes after the header
 
-  // The tensor's values converted to T.
+  /// The tensor's values converted to T.
   template <typename T>
   std::vector<T> values(const std::string& name) const {
     const TensorRecord& r = tensors.at(name);
@@ -90,6 +91,7 @@ inline std::string shape_string(const std::vector<std::int64_t>& shape) {
 
 }  // namespace detail
 
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash never leaves a half-written file.
 inline void write_file_atomically(const std::string& path, const std::string& bytes) {
   const std::string temporary = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -125,8 +127,8 @@ inline void write_file_atomically(const std::string& path, const std::string& by
   }
 }
 
-// Saves a state dict (Layer::state_dict()) as F32 (float) or F64 (double) tensors, entries marked
-// integer as I64.
+/// Saves a state dict (Layer::state_dict()) as F32 (float) or F64 (double) tensors, entries marked
+/// integer as I64.
 template <typename T>
 void save_safetensors(const std::string& path, const StateDict<T>& tensors,
                       const std::map<std::string, std::string>& metadata = {}) {
@@ -164,7 +166,7 @@ void save_safetensors(const std::string& path, const StateDict<T>& tensors,
   }
   write_file_atomically(path, file);
 }
-// Saves named parameters (Layer::parameters()): the parameters alone, without buffers.
+/// Saves named parameters (Layer::parameters()): the parameters alone, without buffers.
 template <typename T>
 void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}) {
@@ -176,8 +178,8 @@ void save_safetensors(const std::string& path, const std::vector<Parameter<T>>& 
   save_safetensors(path, dict, metadata);
 }
 
-// Parses and validates the bytes of a safetensors file (F32, F64 and I64 tensors); `path` names it
-// in error messages.
+/// Parses and validates the bytes of a safetensors file (F32, F64 and I64 tensors); `path` names it
+/// in error messages.
 inline SafetensorsFile parse_safetensors(const unsigned char* bytes, std::size_t size, const std::string& path) {
   auto fail = [&](const std::string& what) { return DataError("safetensors: '" + path + "': " + what); };
   if (size < 8) throw fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
@@ -256,7 +258,7 @@ inline SafetensorsFile parse_safetensors(const unsigned char* bytes, std::size_t
   return file;
 }
 
-// Reads and validates a whole safetensors file.
+/// Reads and validates a whole safetensors file.
 inline SafetensorsFile read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw DataError("safetensors: cannot open '" + path + "': " + std::strerror(errno));
@@ -270,9 +272,9 @@ inline SafetensorsFile read_safetensors(const std::string& path) {
   return parse_safetensors(bytes.data(), bytes.size(), path);
 }
 
-// Loads a file into parameters (for example Sequential::parameters()). Every parameter must be in
-// the file with the same shape and finite values, and the file must hold nothing else; otherwise
-// DataError and no parameter is changed.
+/// Loads a file into parameters (for example Sequential::parameters()). Every parameter must be in
+/// the file with the same shape and finite values, and the file must hold nothing else; otherwise
+/// DataError and no parameter is changed.
 template <typename T>
 void load_safetensors(const SafetensorsFile& file, const std::vector<Parameter<T>>& parameters) {
   const std::string& path = file.path;
@@ -305,13 +307,14 @@ void load_safetensors(const SafetensorsFile& file, const std::vector<Parameter<T
     std::copy(staged[i].begin(), staged[i].end(), value.data());
   }
 }
+/// Loads a safetensors file's tensors into `parameters` by name; nothing is changed unless every tensor fits.
 template <typename T>
 void load_safetensors(const std::string& path, const std::vector<Parameter<T>>& parameters) {
   load_safetensors(read_safetensors(path), parameters);
 }
 
-// Every tensor of a file as a state dict of new tensors, in the file's order of data offsets;
-// DataError naming the file and the tensor for a non-finite value or a shape of rank above 4.
+/// Every tensor of a file as a state dict of new tensors, in the file's order of data offsets;
+/// DataError naming the file and the tensor for a non-finite value or a shape of rank above 4.
 template <typename T>
 StateDict<T> to_state_dict(const SafetensorsFile& file) {
   std::vector<std::pair<std::uint64_t, std::string>> order;
@@ -338,7 +341,7 @@ StateDict<T> to_state_dict(const SafetensorsFile& file) {
   }
   return dict;
 }
-// Reads a whole file as a state dict: model.load_state_dict(io::load_safetensors<float>(path)).
+/// Reads a whole file as a state dict: model.load_state_dict(io::load_safetensors<float>(path)).
 template <typename T>
 StateDict<T> load_safetensors(const std::string& path) {
   return to_state_dict<T>(read_safetensors(path));

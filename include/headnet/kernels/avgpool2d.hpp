@@ -82,12 +82,14 @@ void average_backward(std::int64_t planes, int H, int W, int H_out, int W_out, c
 }
 }  // namespace detail
 
+/// Average pooling of `planes` planes of g's size.
 template <typename T>
 void avgpool2d_forward(const PoolGeometry& g, bool count_include_pad, std::int64_t planes, const T* x, T* y) {
   detail::average_forward(planes, g.height, g.width, g.out_height(), g.out_width(), x, y, [&](int o, bool row) {
     return detail::pool_window(o, row ? g.height : g.width, g, count_include_pad);
   });
 }
+/// The gradient of avgpool2d_forward: each dy spread evenly over its window.
 template <typename T>
 void avgpool2d_backward(const PoolGeometry& g, bool count_include_pad, std::int64_t planes, const T* dy, T* dx) {
   detail::average_backward(planes, g.height, g.width, g.out_height(), g.out_width(), dy, dx, [&](int o, bool row) {
@@ -95,12 +97,14 @@ void avgpool2d_backward(const PoolGeometry& g, bool count_include_pad, std::int6
   });
 }
 
+/// Adaptive average pooling of `planes` H x W planes to H_out x W_out, as PyTorch's windows.
 template <typename T>
 void adaptive_avgpool2d_forward(std::int64_t planes, int H, int W, int H_out, int W_out, const T* x, T* y) {
   detail::average_forward(planes, H, W, H_out, W_out, x, y, [&](int o, bool row) {
     return row ? detail::adaptive_window(o, H, H_out) : detail::adaptive_window(o, W, W_out);
   });
 }
+/// The gradient of adaptive_avgpool2d_forward.
 template <typename T>
 void adaptive_avgpool2d_backward(std::int64_t planes, int H, int W, int H_out, int W_out, const T* dy, T* dx) {
   detail::average_backward(planes, H, W, H_out, W_out, dy, dx, [&](int o, bool row) {

@@ -17,9 +17,10 @@
 namespace headnet {
 namespace kernels {
 
-// Below this many elements a parallel region costs more than it saves.
+/// Below this many elements a parallel region costs more than it saves.
 constexpr std::int64_t batchnorm_parallel_threshold = std::int64_t(1) << 15;
 
+/// Per-channel mean and biased variance of x (N, C, S), in double accumulators.
 template <typename T>
 void batchnorm_statistics(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, T* mean, T* var) {
   const double M = double(N * S);
@@ -41,6 +42,7 @@ void batchnorm_statistics(std::int64_t N, std::int64_t C, std::int64_t S, const 
   }
 }
 
+/// y = (x - mean) * invstd * gamma + beta per channel (gamma and beta may be null: 1 and 0).
 template <typename T>
 void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* mean, const T* invstd,
                          const T* gamma, const T* beta, T* y) {
@@ -56,7 +58,7 @@ void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T
   }
 }
 
-// dx may be null (overwritten otherwise); grad_gamma and grad_beta may be null (accumulated).
+/// dx may be null (overwritten otherwise); grad_gamma and grad_beta may be null (accumulated).
 template <typename T>
 void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
                         const T* invstd, const T* gamma, bool batch_statistics, T* dx, T* grad_gamma, T* grad_beta) {

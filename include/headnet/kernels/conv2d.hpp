@@ -37,48 +37,58 @@
 namespace headnet {
 namespace kernels {
 
-// How a convolution is computed. automatic picks, per layer shape, what measured faster on the
-// benchmarks (benchmarks/conv_kernels.cpp); the others force one path (tests check both).
+/// How a convolution is computed. automatic picks, per layer shape, what measured faster on the
+/// benchmarks (benchmarks/conv_kernels.cpp); the others force one path (tests check both).
 enum class ConvAlgorithm { automatic, im2col_gemm, direct };
 
-// What the layer applies to its output. relu: y = max(conv(x) + b, 0), a ReLU fused into the
-// convolution (Sequential does this for a ReLU that follows a Conv2d): no separate pass over the
-// activations, and the backward masks dy where it copies it anyway.
+/// What the layer applies to its output. relu: y = max(conv(x) + b, 0), a ReLU fused into the
+/// convolution (Sequential does this for a ReLU that follows a Conv2d): no separate pass over the
+/// activations, and the backward masks dy where it copies it anyway.
 enum class ConvActivation { none, relu };
 
+/// Scratch memory the convolution kernels reuse from step to step (no allocation once warm).
 template <typename T>
 class Conv2dWorkspace {
  public:
-  // Scratch buffers, one set per thread; `threads` must be called outside a parallel region.
+  /// Scratch buffers, one set per thread; `threads` must be called outside a parallel region.
   void prepare(int threads) {
     if (static_cast<int>(per_thread_.size()) < threads) per_thread_.resize(static_cast<std::size_t>(threads));
   }
+  /// im2col columns for `thread`, at least n elements.
   T* columns(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].columns, n); }
+  /// Gathered rows for `thread`, at least n elements.
   T* gathered(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].gathered, n); }
-  // Shared: dy masked by a fused ReLU, when the kernels that run cannot mask it themselves.
+  /// Shared: dy masked by a fused ReLU, when the kernels that run cannot mask it themselves.
   T* masked_grad(std::int64_t n) { return grow(masked_grad_, n); }
-  // One partial weight gradient per chunk of a batch (detail::for_each_image_chunk); grow them all
-  // before a parallel region.
+  /// One partial weight gradient per chunk of a batch (detail::for_each_image_chunk); grow them all
+  /// before a parallel region.
   T* chunk_partial(int chunk, std::int64_t n) {
     if (static_cast<int>(chunk_partials_.size()) <= chunk) chunk_partials_.resize(static_cast<std::size_t>(chunk) + 1);
     return grow(chunk_partials_[std::size_t(chunk)], n);
   }
+  /// A weight-gradient partial sum for `thread`, at least n elements.
   T* partial_weight(int thread, std::int64_t n) {
     return grow(per_thread_[std::size_t(thread)].partial_weight, n);
   }
-  // 64-byte aligned, so that the direct kernels' vector loads of rows do not split cache lines.
+  /// 64-byte aligned, so that the direct kernels' vector loads of rows do not split cache lines.
   T* padded(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].padded, n); }
+  /// An extended input row buffer for `thread`, 64-byte aligned.
   T* extended(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].extended, n); }
+  /// A transposed tile buffer for `thread`, 64-byte aligned.
   T* transposed(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].transposed, n); }
+  /// The gathered buffer of `thread`, 64-byte aligned.
   T* gathered_aligned(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].gathered, n); }
+  /// Per-pixel base offsets for `thread`, at least n.
   std::int64_t* pixel_bases(int thread, std::int64_t n) {
     auto& v = per_thread_[std::size_t(thread)].pixel_bases;
     if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
     return v.data();
   }
+  /// The GEMM packing buffers of `thread`.
   GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
-  // Shared by all threads, filled before a parallel region: packed weights and tap offsets.
+  /// Shared by all threads, filled before a parallel region: packed weights and tap offsets.
   T* packed_weight(std::int64_t n) { return grow(packed_weight_, n); }
+  /// Tap offset table `which` (shared), at least n.
   std::int64_t* offsets(int which, std::int64_t n) {
     auto& v = offsets_[std::size_t(which)];
     if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
@@ -386,7 +396,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
 }  // namespace direct
 #endif
 
-// y = conv(x, weight) + bias. bias may be null.
+/// y = conv(x, weight) + bias. bias may be null.
 template <typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
                     Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
@@ -436,11 +446,11 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
   });
 }
 
-// Backward pass. Pass null for what is not wanted:
-//   dx (overwritten): gradient with respect to x;
-//   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
-//   relu_output: for a layer with a fused ReLU (ConvActivation::relu), its output; dy is then the
-//   gradient of that output and is masked by relu_output > 0 before anything else.
+/// Backward pass. Pass null for what is not wanted:
+///   dx (overwritten): gradient with respect to x;
+///   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
+///   relu_output: for a layer with a fused ReLU (ConvActivation::relu), its output; dy is then the
+///   gradient of that output and is masked by relu_output > 0 before anything else.
 template <typename T>
 void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* dy, T* dx,
                      T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
@@ -543,7 +553,7 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
   }
 }
 
-// Direct seven-loop convolution, for tests only: slow, but obviously the definition.
+/// Direct seven-loop convolution, for tests only: slow, but obviously the definition.
 template <typename T>
 void conv2d_forward_reference(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias,
                               T* y) {

@@ -44,33 +44,38 @@ namespace headnet {
 namespace kernels {
 namespace direct {
 
-constexpr int forward_channels = 6;  // output channels per forward register tile
-constexpr int forward_pixels = 16;   // pixels per forward register tile (two 8-float vectors)
-constexpr int grad_channels = 2;     // output channels per weight-gradient tile
-constexpr int grad_taps = 6;         // kernel taps per weight-gradient tile
-constexpr int slack = 8;             // zeros after a padded image: the last 8-float load may overrun
+constexpr int forward_channels = 6;  ///< output channels per forward register tile
+constexpr int forward_pixels = 16;   ///< pixels per forward register tile (two 8-float vectors)
+constexpr int grad_channels = 2;     ///< output channels per weight-gradient tile
+constexpr int grad_taps = 6;         ///< kernel taps per weight-gradient tile
+constexpr int slack = 8;             ///< zeros after a padded image: the last 8-float load may overrun
 
-// An image (channels, height, width) zero-padded by `pad` on each side.
+/// An image (channels, height, width) zero-padded by `pad` on each side.
 struct PaddedGeometry {
-  int channels, height, width;  // after padding
+  int channels;  ///< channels
+  int height;  ///< rows, padding included
+  int width;  ///< columns, padding included
+  /// Elements in one channel plane.
   std::int64_t plane() const { return std::int64_t(height) * width; }
+  /// Elements in the padded image.
   std::int64_t size() const { return channels * plane(); }
 };
 
-// Length of the extended output (see the top of the file) of a K x K stride-1 convolution.
+/// Length of the extended output (see the top of the file) of a K x K stride-1 convolution.
 inline std::int64_t extended_length(const PaddedGeometry& in, int K) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
   return std::int64_t(H_out - 1) * in.width + W_out;
 }
 
+/// n rounded up to a multiple of m.
 inline std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
-// Row length of dy_ext, the output gradient on the extended grid: a whole number of 16-pixel tiles.
+/// Row length of dy_ext, the output gradient on the extended grid: a whole number of 16-pixel tiles.
 inline std::int64_t grad_length(const PaddedGeometry& in, int K) {
   return round_up(extended_length(in, K), 16);
 }
 
-// offsets[t] = c*Hp*Wp + kh*Wp + kw for tap t = (c*K + kh)*K + kw.
+/// offsets[t] = c*Hp*Wp + kh*Wp + kw for tap t = (c*K + kh)*K + kw.
 inline void tap_offsets(const PaddedGeometry& in, int K, std::int64_t* offsets) {
   std::int64_t t = 0;
   for (int c = 0; c < in.channels; ++c)
@@ -78,7 +83,7 @@ inline void tap_offsets(const PaddedGeometry& in, int K, std::int64_t* offsets) 
       for (int kw = 0; kw < K; ++kw) offsets[t++] = c * in.plane() + std::int64_t(kh) * in.width + kw;
 }
 
-// Copies x (C, H, W) into xp (C, H + 2 pad, W + 2 pad) with zeros around, then `slack` zeros.
+/// Copies x (C, H, W) into xp (C, H + 2 pad, W + 2 pad) with zeros around, then `slack` zeros.
 template <typename T>
 void pad_image(const T* x, int C, int H, int W, int pad, T* xp) {
   const int Hp = H + 2 * pad, Wp = W + 2 * pad;
@@ -94,8 +99,8 @@ void pad_image(const T* x, int C, int H, int W, int pad, T* xp) {
   std::fill(xp + std::int64_t(C) * Hp * Wp, xp + std::int64_t(C) * Hp * Wp + slack, T(0));
 }
 
-// Forward weights in tile order: for each block of 6 output channels, for each tap, the 6 weights
-// (zeros past the last channel). weight is (C_out, R) row-major.
+/// Forward weights in tile order: for each block of 6 output channels, for each tap, the 6 weights
+/// (zeros past the last channel). weight is (C_out, R) row-major.
 inline void pack_forward_weights(const float* weight, int C_out, std::int64_t R, float* packed) {
   for (int co0 = 0; co0 < C_out; co0 += forward_channels)
     for (std::int64_t t = 0; t < R; ++t)
@@ -103,8 +108,8 @@ inline void pack_forward_weights(const float* weight, int C_out, std::int64_t R,
         *packed++ = co0 + j < C_out ? weight[(co0 + j) * R + t] : 0.0f;
 }
 
-// The same for the input gradient's kernel: output channel c, tap (co, kh, kw) holds
-// weight[co][c][K-1-kh][K-1-kw].
+/// The same for the input gradient's kernel: output channel c, tap (co, kh, kw) holds
+/// weight[co][c][K-1-kh][K-1-kw].
 inline void pack_flipped_weights(const float* weight, int C_out, int C, int K, float* packed) {
   const std::int64_t KK = std::int64_t(K) * K;
   for (int c0 = 0; c0 < C; c0 += forward_channels)
@@ -692,7 +697,7 @@ inline bool input_gradient_scatters(const ConvGeometry& g, int C_out) {
 
 }  // namespace direct
 
-// Whether the direct kernels can run this convolution (else im2col + GEMM is used).
+/// Whether the direct kernels can run this convolution (else im2col + GEMM is used).
 template <typename T>
 bool direct_conv_supported(const ConvGeometry& g, int C_out) {
   if (!HEADNET_HAVE_DIRECT_CONV || !std::is_same<T, float>::value) return false;

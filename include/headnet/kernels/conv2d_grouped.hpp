@@ -17,6 +17,7 @@
 namespace headnet {
 namespace kernels {
 
+/// Grouped convolution forward, plain loops: each group's C_out / groups outputs see C / groups inputs.
 template <typename T>
 void conv2d_grouped_forward(const ConvGeometry& g, int N, int C_out, int groups, const T* x, const T* weight,
                             const T* bias, T* y) {
@@ -50,7 +51,7 @@ void conv2d_grouped_forward(const ConvGeometry& g, int N, int C_out, int groups,
   }
 }
 
-// Any of dx, grad_weight, grad_bias may be null.
+/// Any of dx, grad_weight, grad_bias may be null.
 template <typename T>
 void conv2d_grouped_backward(const ConvGeometry& g, int N, int C_out, int groups, const T* x, const T* weight,
                              const T* dy, T* dx, T* grad_weight, T* grad_bias) {

@@ -17,8 +17,8 @@
 namespace headnet {
 namespace kernels {
 
-// Returns sum_n loss_n / divisor; writes grad_logits and per_sample (loss_n) when they are not
-// null. Labels must be in range.
+/// Returns sum_n loss_n / divisor; writes grad_logits and per_sample (loss_n) when they are not
+/// null. Labels must be in range.
 template <typename T>
 double softmax_cross_entropy(std::int64_t N, std::int64_t classes, const T* logits, const std::int32_t* labels,
                              T* grad_logits, double divisor, double smoothing = 0.0, T* per_sample = nullptr) {

@@ -20,10 +20,11 @@
 namespace headnet {
 namespace kernels {
 
+/// Packing buffers for gemm(), reused across calls.
 template <typename T>
 class GemmWorkspace {
  public:
-  // Two 64-byte-aligned buffers of at least the given sizes (Eigen's packing uses aligned stores).
+  /// Two 64-byte-aligned buffers of at least the given sizes (Eigen's packing uses aligned stores).
   void reserve(std::int64_t size_a, std::int64_t size_b, T*& a, T*& b) {
     a = aligned(a_, size_a);
     b = aligned(b_, size_b);
@@ -58,6 +59,7 @@ class WorkspaceBlocking : public Eigen::internal::level3_blocking<T, T> {
 
 }  // namespace detail
 
+/// C = op(A) op(B) (+ C when `accumulate`), row-major, op transposing when TransA / TransB, Eigen's kernel on our buffers.
 template <bool TransA, bool TransB, typename T>
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
           T* C, std::int64_t ldc, bool accumulate, GemmWorkspace<T>& ws) {

@@ -19,18 +19,24 @@
 namespace headnet {
 namespace kernels {
 
+/// The shape arithmetic of a square-kernel convolution over one image.
 struct ConvGeometry {
-  int channels = 0;     // C (input channels)
-  int height = 0;       // H
-  int width = 0;        // W
-  int kernel_size = 0;  // K
-  int stride = 1;
-  int padding = 0;
+  int channels = 0;     ///< C (input channels)
+  int height = 0;       ///< H
+  int width = 0;        ///< W
+  int kernel_size = 0;  ///< K
+  int stride = 1;  ///< S
+  int padding = 0;  ///< P (zeros on each side)
 
+  /// Output rows: (H + 2P - K) / S + 1.
   int out_height() const { return (height + 2 * padding - kernel_size) / stride + 1; }
+  /// Output columns: (W + 2P - K) / S + 1.
   int out_width() const { return (width + 2 * padding - kernel_size) / stride + 1; }
+  /// Output pixels per channel.
   std::int64_t out_pixels() const { return std::int64_t(out_height()) * out_width(); }
+  /// Rows of the im2col matrix: C K K.
   std::int64_t patch_size() const { return std::int64_t(channels) * kernel_size * kernel_size; }
+  /// Elements of one input image: C H W.
   std::int64_t image_size() const { return std::int64_t(channels) * height * width; }
 };
 
@@ -83,7 +89,7 @@ inline void add_row(const T* __restrict in, T* __restrict out, int n) {
 
 }  // namespace detail
 
-// x: (C, H, W) -> columns: (C*K*K, ld) starting at `columns`; writes H_out*W_out entries per row.
+/// x: (C, H, W) -> columns: (C*K*K, ld) starting at `columns`; writes H_out*W_out entries per row.
 template <typename T>
 void im2col(const ConvGeometry& g, const T* x, T* columns, std::int64_t ld) {
   const int K = g.kernel_size, S = g.stride, P = g.padding;
@@ -117,7 +123,7 @@ void im2col(const ConvGeometry& g, const T* x, T* columns, std::int64_t ld) {
   }
 }
 
-// columns: (C*K*K, ld) -> dx: (C, H, W), accumulating (dx += fold(columns)).
+/// columns: (C*K*K, ld) -> dx: (C, H, W), accumulating (dx += fold(columns)).
 template <typename T>
 void col2im(const ConvGeometry& g, const T* columns, std::int64_t ld, T* dx) {
   const int K = g.kernel_size, S = g.stride, P = g.padding;

@@ -12,7 +12,7 @@
 namespace headnet {
 namespace kernels {
 
-// bias may be null.
+/// bias may be null.
 template <typename T>
 void linear_forward(std::int64_t N, std::int64_t in, std::int64_t out, const T* x, const T* weight, const T* bias,
                     T* y, GemmWorkspace<T>& ws) {
@@ -22,7 +22,7 @@ void linear_forward(std::int64_t N, std::int64_t in, std::int64_t out, const T* 
       for (std::int64_t o = 0; o < out; ++o) y[n * out + o] += bias[o];
 }
 
-// Pass null for what is not wanted. dx is overwritten; grad_weight and grad_bias accumulate.
+/// Pass null for what is not wanted. dx is overwritten; grad_weight and grad_bias accumulate.
 template <typename T>
 void linear_backward(std::int64_t N, std::int64_t in, std::int64_t out, const T* x, const T* weight, const T* dy,
                      T* dx, T* grad_weight, T* grad_bias, GemmWorkspace<T>& ws) {

@@ -22,15 +22,23 @@
 namespace headnet {
 namespace kernels {
 
+/// The shape arithmetic of a pooling window over one plane.
 struct PoolGeometry {
-  int height = 0, width = 0, kernel_size = 0, stride = 0, padding = 0;
-  bool ceil_mode = false;
+  int height = 0;  ///< input rows
+  int width = 0;  ///< input columns
+  int kernel_size = 0;  ///< the window's side
+  int stride = 0;  ///< the step between windows
+  int padding = 0;  ///< padding on each side
+  bool ceil_mode = false;  ///< round the output size up, as PyTorch's ceil_mode
+  /// Output rows.
   int out_height() const { return out_size(height); }
+  /// Output columns.
   int out_width() const { return out_size(width); }
-  // The plain 2x2 / stride 2 window (fast paths): no padding, and no extra ceil-mode window.
+  /// The plain 2x2 / stride 2 window (fast paths): no padding, and no extra ceil-mode window.
   bool is_2x2_stride_2() const {
     return kernel_size == 2 && stride == 2 && padding == 0 && out_height() == height / 2 && out_width() == width / 2;
   }
+  /// The output size along a side of `in` samples.
   int out_size(int in) const {
     const int span = in + 2 * padding - kernel_size;
     int out = (ceil_mode ? (span + stride - 1) / stride : span / stride) + 1;
@@ -168,6 +176,7 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
 }  // namespace detail
 #endif
 
+/// Max pooling of `planes` planes; records each maximum's index in `argmax` for backward.
 template <typename T>
 void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T* y, std::int32_t* argmax) {
   const int H_out = g.out_height(), W_out = g.out_width(), K = g.kernel_size, S = g.stride;
@@ -211,7 +220,7 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
   }
 }
 
-// dx is overwritten.
+/// dx is overwritten.
 template <typename T>
 void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy, const std::int32_t* argmax,
                         T* dx) {

@@ -9,16 +9,17 @@
 namespace headnet {
 namespace kernels {
 
-// Below this many elements a parallel region costs more than it saves.
+/// Below this many elements a parallel region costs more than it saves.
 constexpr std::int64_t relu_parallel_threshold = std::int64_t(1) << 17;
 
+/// y = max(x, 0) over n elements.
 template <typename T>
 void relu_forward(std::int64_t n, const T* x, T* y) {
 #pragma omp parallel for simd schedule(static) if (n > relu_parallel_threshold)
   for (std::int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];
 }
 
-// dx is overwritten; y is the forward output.
+/// dx is overwritten; y is the forward output.
 template <typename T>
 void relu_backward(std::int64_t n, const T* y, const T* dy, T* dx) {
 #pragma omp parallel for simd schedule(static) if (n > relu_parallel_threshold)

@@ -16,9 +16,11 @@
 
 namespace headnet {
 
+/// Average pooling over square windows, as torch.nn.AvgPool2d (padding, ceil_mode, count_include_pad).
 template <typename T>
 class AvgPool2d : public Layer<T> {
  public:
+  /// Windows of kernel_size, moved by stride (0: kernel_size), zero padding on each side.
   explicit AvgPool2d(int kernel_size, int stride = 0, int padding = 0, bool ceil_mode = false,
                      bool count_include_pad = true)
       : count_include_pad_(count_include_pad) {
@@ -52,7 +54,7 @@ class AvgPool2d : public Layer<T> {
     return Shape{x[0], x[1], g.out_height(), g.out_width()};
   }
 
-  // y = the mean of each window
+  /// y = the mean of each window
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     input_shape_ = x.shape();
@@ -60,7 +62,7 @@ class AvgPool2d : public Layer<T> {
     return output_;
   }
 
-  // dx[window] += dy / divisor
+  /// dx[window] += dy / divisor
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     if (!this->needs_input_grad_) return Tensor<T>();
@@ -70,10 +72,15 @@ class AvgPool2d : public Layer<T> {
     return grad_input_;
   }
 
+  /// The window's side.
   int kernel_size() const { return g_.kernel_size; }
+  /// The step between windows.
   int stride() const { return g_.stride; }
+  /// The zero padding on each side.
   int padding() const { return g_.padding; }
+  /// Whether the output size rounds up.
   bool ceil_mode() const { return g_.ceil_mode; }
+  /// Whether padded zeros count in the average's divisor.
   bool count_include_pad() const { return count_include_pad_; }
 
  private:
@@ -89,9 +96,11 @@ class AvgPool2d : public Layer<T> {
   Tensor<T> output_, grad_input_;
 };
 
+/// Average pooling to a fixed output size, as torch.nn.AdaptiveAvgPool2d.
 template <typename T>
 class AdaptiveAvgPool2d : public Layer<T> {
  public:
+  /// Pools each plane to output_height x output_width (0: output_height).
   explicit AdaptiveAvgPool2d(int output_height, int output_width = 0)
       : out_h_(output_height), out_w_(output_width ? output_width : output_height) {
     detail::require_at_least("AdaptiveAvgPool2d", "output_size", output_height, 1);
@@ -126,7 +135,9 @@ class AdaptiveAvgPool2d : public Layer<T> {
     return grad_input_;
   }
 
+  /// The output's height.
   int output_height() const { return out_h_; }
+  /// The output's width.
   int output_width() const { return out_w_; }
 
  private:

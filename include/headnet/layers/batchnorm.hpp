@@ -21,6 +21,7 @@
 
 namespace headnet {
 
+/// Batch normalisation, as torch.nn.BatchNorm1d/2d: batch statistics in training, running ones in eval.
 template <typename T>
 class BatchNorm : public Layer<T> {
  public:
@@ -72,8 +73,8 @@ class BatchNorm : public Layer<T> {
     return output_;
   }
 
-  // xhat = (x - mean) invstd;  grad_weight += sum dy xhat;  grad_bias += sum dy;
-  // dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat)) with batch statistics, weight invstd dy without
+  /// xhat = (x - mean) invstd;  grad_weight += sum dy xhat;  grad_bias += sum dy;
+  /// dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat)) with batch statistics, weight invstd dy without
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     const std::int64_t N = input_.size(0), C = num_features_, S = input_.numel() / (N ? N * C : 1);
@@ -97,7 +98,7 @@ class BatchNorm : public Layer<T> {
     if (!track_running_stats_) return {};
     return {{"running_mean", running_mean_}, {"running_var", running_var_}, {"num_batches_tracked", num_batches_tracked_, true}};
   }
-  // PyTorch's reset_parameters: weight 1, bias 0, and the running statistics reset.
+  /// PyTorch's reset_parameters: weight 1, bias 0, and the running statistics reset.
   void reset_own_parameters(Generator&) override {
     if (affine_) {
       weight_.fill(T(1));
@@ -110,18 +111,29 @@ class BatchNorm : public Layer<T> {
     }
   }
 
+  /// gamma, the per-feature scale.
   Tensor<T>& weight() { return weight_; }
+  /// beta, the per-feature shift.
   Tensor<T>& bias() { return bias_; }
+  /// The running mean (a buffer).
   Tensor<T>& running_mean() { return running_mean_; }
+  /// The running unbiased variance (a buffer).
   Tensor<T>& running_var() { return running_var_; }
+  /// The number of training batches seen (an integer buffer).
   Tensor<T>& num_batches_tracked() { return num_batches_tracked_; }
+  /// The number of features (channels).
   int num_features() const { return num_features_; }
+  /// The epsilon added to the variance.
   double eps() const { return eps_; }
+  /// The running statistics' momentum (PyTorch's convention: new = (1 - m) old + m batch).
   double momentum() const { return momentum_; }
+  /// Whether the layer has gamma and beta.
   bool affine() const { return affine_; }
+  /// Whether the layer keeps running statistics.
   bool track_running_stats() const { return track_running_stats_; }
 
  protected:
+  /// The shared implementation; `type` names the layer, the input's rank must lie in [min_rank, max_rank].
   BatchNorm(const char* type, int min_rank, int max_rank, int num_features, double eps, double momentum, bool affine,
             bool track_running_stats)
       : num_features_(num_features),
@@ -173,18 +185,22 @@ class BatchNorm : public Layer<T> {
   Tensor<T> output_, grad_input_;
 };
 
+/// BatchNorm over the channels of (N, C, H, W) inputs.
 template <typename T>
 class BatchNorm2d : public BatchNorm<T> {
  public:
+  /// BatchNorm2d with PyTorch's defaults.
   explicit BatchNorm2d(int num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
                        bool track_running_stats = true)
       : BatchNorm<T>("BatchNorm2d", 4, 4, num_features, eps, momentum, affine, track_running_stats) {}
   std::string type() const override { return "BatchNorm2d"; }
 };
 
+/// BatchNorm over the features of (N, C) or (N, C, L) inputs.
 template <typename T>
 class BatchNorm1d : public BatchNorm<T> {
  public:
+  /// BatchNorm1d with PyTorch's defaults.
   explicit BatchNorm1d(int num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
                        bool track_running_stats = true)
       : BatchNorm<T>("BatchNorm1d", 2, 3, num_features, eps, momentum, affine, track_running_stats) {}

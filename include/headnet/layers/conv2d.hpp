@@ -24,13 +24,19 @@
 
 namespace headnet {
 
-// Conv2dOptions(in, out, kernel_size).stride(1).padding(0 or "same" or "valid").groups(1).bias(true)
+template <typename T>
+class Conv2d;
+
+/// Conv2dOptions(in, out, kernel_size).stride(1).padding(0 or "same" or "valid").groups(1).bias(true)
 struct Conv2dOptions {
+  /// Options for in_channels -> out_channels with a kernel_size x kernel_size kernel.
   Conv2dOptions(int in_channels, int out_channels, int kernel_size)
       : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size) {}
+  /// The step between windows.
   Conv2dOptions& stride(int v) { stride_ = v; return *this; }
+  /// Zero padding on each side.
   Conv2dOptions& padding(int v) { padding_ = v; same_ = false; return *this; }
-  // "same" (output as large as the input: odd kernels, stride 1) or "valid" (no padding).
+  /// "same" (output as large as the input: odd kernels, stride 1) or "valid" (no padding).
   Conv2dOptions& padding(const std::string& mode) {
     if (mode != "same" && mode != "valid") {
       throw ShapeError("Conv2d: padding must be a number, \"same\" or \"valid\", got \"" + mode + "\"");
@@ -39,20 +45,29 @@ struct Conv2dOptions {
     padding_ = 0;
     return *this;
   }
+  /// "same" or "valid".
   Conv2dOptions& padding(const char* mode) { return padding(std::string(mode)); }
+  /// Channel groups: each output channel sees in_channels / groups inputs.
   Conv2dOptions& groups(int v) { groups_ = v; return *this; }
+  /// Whether the layer adds a bias.
   Conv2dOptions& bias(bool v) { bias_ = v; return *this; }
 
+ private:
+  template <typename T>
+  friend class Conv2d;
   int in_channels_, out_channels_, kernel_size_, stride_ = 1, padding_ = 0, groups_ = 1;
   bool same_ = false, bias_ = true;
 };
 
+/// 2-D convolution over (N, C, H, W), as torch.nn.Conv2d with square kernels (im2col + GEMM or direct kernels).
 template <typename T>
 class Conv2d : public Layer<T> {
  public:
+  /// Conv2d(in, out, kernel_size, stride, padding, bias), as PyTorch's positional arguments.
   Conv2d(int in_channels, int out_channels, int kernel_size, int stride = 1, int padding = 0, bool bias = true)
       : Conv2d(Conv2dOptions(in_channels, out_channels, kernel_size).stride(stride).padding(padding).bias(bias)) {}
 
+  /// A convolution from Conv2dOptions (groups, "same" padding).
   explicit Conv2d(const Conv2dOptions& o)
       : in_channels_(o.in_channels_),
         out_channels_(o.out_channels_),
@@ -110,7 +125,7 @@ class Conv2d : public Layer<T> {
     return Shape{x[0], out_channels_, g.out_height(), g.out_width()};
   }
 
-  // y = weight * x + bias
+  /// y = weight * x + bias
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
@@ -125,8 +140,8 @@ class Conv2d : public Layer<T> {
     return output_;
   }
 
-  // dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
-  // (with a fused ReLU, dy is first masked by y > 0, inside the kernels)
+  /// dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
+  /// (with a fused ReLU, dy is first masked by y > 0, inside the kernels)
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     T* dx = nullptr;
@@ -160,22 +175,36 @@ class Conv2d : public Layer<T> {
                           std::int64_t(in_channels_ / groups_) * kernel_size_ * kernel_size_, gen);
   }
 
+  /// The weight, (out, in / groups, K, K).
   Tensor<T>& weight() { return weight_; }
+  /// The bias, (out) (empty without bias).
   Tensor<T>& bias() { return bias_; }
+  /// The weight's gradient.
   Tensor<T>& grad_weight() { return grad_weight_; }
+  /// The bias's gradient.
   Tensor<T>& grad_bias() { return grad_bias_; }
+  /// Input channels.
   int in_channels() const { return in_channels_; }
+  /// Output channels.
   int out_channels() const { return out_channels_; }
+  /// The kernel's side.
   int kernel_size() const { return kernel_size_; }
+  /// The step between windows.
   int stride() const { return stride_; }
+  /// Zero padding on each side.
   int padding() const { return padding_; }
+  /// Channel groups.
   int groups() const { return groups_; }
+  /// Whether the layer adds a bias.
   bool has_bias() const { return has_bias_; }
+  /// The forced algorithm (automatic by default).
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
-  // automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
-  // im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
+  /// automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
+  /// im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
+  /// The activation fused into the output (Sequential fuses a following ReLU).
   kernels::ConvActivation activation() const { return activation_; }
+  /// Fuses `activation` into the output.
   void set_activation(kernels::ConvActivation activation) { activation_ = activation; }
 
   bool fuse_next(const Layer<T>& next) override {

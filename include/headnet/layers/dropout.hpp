@@ -16,9 +16,11 @@
 
 namespace headnet {
 
+/// Dropout(p): zeroes each element with probability p in training and scales the rest by 1 / (1 - p).
 template <typename T>
 class Dropout : public Layer<T> {
  public:
+  /// Dropout with rate p, its mask drawn from its own generator (saved in checkpoints).
   explicit Dropout(double p = 0.5) : p_(p), generator_(default_generator().next(), Generator::dropout) {
     if (!(p >= 0 && p <= 1)) {
       char b[96];
@@ -35,7 +37,7 @@ class Dropout : public Layer<T> {
   }
   Shape output_shape(const Shape& x) const override { return x; }
 
-  // training: y = x * mask, mask = 0 with probability p, else 1 / (1 - p);  eval: y = x
+  /// training: y = x * mask, mask = 0 with probability p, else 1 / (1 - p);  eval: y = x
   Tensor<T> forward(const Tensor<T>& x) override {
     active_ = this->training_ && p_ > 0;
     if (!active_) return x;
@@ -52,7 +54,7 @@ class Dropout : public Layer<T> {
     return output_;
   }
 
-  // dx = dy * mask (dy itself in eval mode)
+  /// dx = dy * mask (dy itself in eval mode)
   Tensor<T> backward(const Tensor<T>& dy) override {
     if (!this->needs_input_grad_) return Tensor<T>();
     if (!active_) return dy;
@@ -63,7 +65,9 @@ class Dropout : public Layer<T> {
   }
 
   std::vector<std::pair<std::string, Generator*>> own_generators() override { return {{"generator", &generator_}}; }
+  /// The generator that draws the masks.
   Generator& generator() { return generator_; }
+  /// The drop probability.
   double p() const { return p_; }
 
  private:

@@ -10,9 +10,11 @@
 
 namespace headnet {
 
+/// Merges dimensions start_dim..end_dim into one, as torch.nn.Flatten; a view, no copy.
 template <typename T>
 class Flatten : public Layer<T> {
  public:
+  /// Flatten(1, -1) turns (N, C, H, W) into (N, C H W).
   explicit Flatten(int start_dim = 1, int end_dim = -1) : start_dim_(start_dim), end_dim_(end_dim) {}
 
   std::string type() const override { return "Flatten"; }
@@ -62,7 +64,9 @@ class Flatten : public Layer<T> {
     return dy.reshape(input_shape_);
   }
 
+  /// The first merged dimension.
   int start_dim() const { return start_dim_; }
+  /// The last merged dimension (-1: the last one).
   int end_dim() const { return end_dim_; }
 
  private:

@@ -25,12 +25,15 @@
 
 namespace headnet {
 
+/// Layers wired as any directed acyclic graph of values (what ONNX import builds); a value used
+/// twice gets the sum of its gradients.
 template <typename T>
 class Graph : public Layer<T> {
  public:
+  /// The handle of the graph's input value.
   int input() const { return 0; }
 
-  // Applies `layer` to value `from`; returns the new value's number.
+  /// Applies `layer` to value `from`; returns the new value's number.
   int add(std::string name, std::unique_ptr<Layer<T>> layer, int from) {
     if (!layer) throw ShapeError("Graph::add: null layer");
     check_name(name);
@@ -40,7 +43,7 @@ class Graph : public Layer<T> {
     refresh();
     return value_count_++;
   }
-  // Adds values a and b (which must have the same shape); returns the sum's number.
+  /// Adds values a and b (which must have the same shape); returns the sum's number.
   int add_sum(std::string name, int a, int b) {
     check_name(name);
     check_value(a, name);
@@ -49,20 +52,25 @@ class Graph : public Layer<T> {
     refresh();
     return value_count_++;
   }
+  /// Makes `value` the graph's output.
   void set_output(int value) {
     check_value(value, "output");
     output_ = value;
   }
+  /// The handle of the output value.
   int output() const { return output_; }
+  /// The number of values (input and node outputs).
   int value_count() const { return value_count_; }
 
-  // The nodes, for walking the graph (the ONNX writer does).
+  /// The nodes, for walking the graph (the ONNX writer does).
   struct NodeView {
-    const std::string& name;
-    Layer<T>* layer;  // null for a sum
-    int a, b;         // input values (b = -1 for a layer)
-    int out;
+    const std::string& name;  ///< the node's name
+    Layer<T>* layer;  ///< null for a sum
+    int a;  ///< the first input value
+    int b;  ///< the second input value (-1 for a layer)
+    int out;  ///< the output value
   };
+  /// The nodes, in evaluation order.
   std::vector<NodeView> nodes() {
     std::vector<NodeView> v;
     for (auto& n : nodes_) v.push_back({n.name, n.layer.get(), n.in[0], n.in[1], n.out});
@@ -112,8 +120,8 @@ class Graph : public Layer<T> {
     return values_[output_];
   }
 
-  // Gradients flow from the output back through every node; a value's gradient is the sum of what
-  // its consumers send.
+  /// Gradients flow from the output back through every node; a value's gradient is the sum of what
+  /// its consumers send.
   Tensor<T> backward(const Tensor<T>& dy) override {
     for (auto& g : received_) g = 0;
     receive(output_, dy);
@@ -139,7 +147,7 @@ class Graph : public Layer<T> {
       if (n.layer) kids.push_back({n.name, n.layer.get()});
     return kids;
   }
-  // Only the nodes that read the graph's input may skip dx.
+  /// Only the nodes that read the graph's input may skip dx.
   bool child_needs_input_grad(std::size_t index, bool needed) const override {
     std::size_t i = 0;
     for (const auto& n : nodes_) {

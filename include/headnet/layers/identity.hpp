@@ -9,18 +9,21 @@
 
 namespace headnet {
 
+/// y = x, as torch.nn.Identity (also what Dropout becomes in an ONNX file).
 template <typename T>
 class Identity : public Layer<T> {
  public:
   std::string type() const override { return "Identity"; }
   Shape output_shape(const Shape& x) const override { return x; }
-  Tensor<T> forward(const Tensor<T>& x) override { return x; }  // the input itself: no copy
+  Tensor<T> forward(const Tensor<T>& x) override { return x; }  ///< the input itself: no copy
   Tensor<T> backward(const Tensor<T>& dy) override { return this->needs_input_grad_ ? dy : Tensor<T>(); }
 };
 
+/// Multiplication by a constant, y = scale * x.
 template <typename T>
 class Mul : public Layer<T> {
  public:
+  /// y = scale * x.
   explicit Mul(double scale) : scale_(scale) {}
   std::string type() const override { return "Mul"; }
   std::string describe() const override {
@@ -30,13 +33,13 @@ class Mul : public Layer<T> {
   }
   Shape output_shape(const Shape& x) const override { return x; }
 
-  // y = scale x
+  /// y = scale x
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(x.shape());
     scaled(x, output_);
     return output_;
   }
-  // dx = scale dy
+  /// dx = scale dy
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     if (!this->needs_input_grad_) return Tensor<T>();
@@ -44,6 +47,7 @@ class Mul : public Layer<T> {
     scaled(dy, grad_input_);
     return grad_input_;
   }
+  /// The constant.
   double scale() const { return scale_; }
 
  private:

@@ -49,80 +49,95 @@
 
 namespace headnet {
 
+/// A trainable tensor of a layer and its gradient, as handles that share the layer's storage.
 template <typename T>
 struct Parameter {
-  std::string name;  // "weight", or "conv1.weight" as parameters() names it
-  Tensor<T> value;
-  Tensor<T> grad;
-  // false: frozen. Read when an optimiser is built (optimisers skip frozen parameters) and by the
-  // layer's backward, which then does not compute that gradient where it can avoid it.
+  std::string name;  ///< "weight", or "conv1.weight" as parameters() names it
+  Tensor<T> value;  ///< the values the optimiser updates in place
+  Tensor<T> grad;  ///< the gradient backward() accumulates into
+  /// false: frozen. Read when an optimiser is built (optimisers skip frozen parameters) and by the
+  /// layer's backward, which then does not compute that gradient where it can avoid it.
   bool requires_grad = true;
 };
 
+/// A saved but untrained tensor of a layer (BatchNorm's running statistics).
 template <typename T>
 struct Buffer {
-  std::string name;
-  Tensor<T> value;
-  bool integer = false;  // whole numbers, stored as int64 in files (num_batches_tracked)
+  std::string name;  ///< "running_mean", or "bn1.running_mean" as buffers() names it
+  Tensor<T> value;  ///< the values, shared with the layer
+  bool integer = false;  ///< whole numbers, stored as int64 in files (num_batches_tracked)
 };
 
 template <typename T>
 class Layer;
 
+/// A named child of a block, as children() lists them.
 template <typename T>
 struct Child {
-  std::string name;  // empty: transparent (no name segment of its own)
-  Layer<T>* layer;
+  std::string name;  ///< empty: transparent (no name segment of its own)
+  Layer<T>* layer;  ///< the child, owned by its parent
 };
 
-// What load_state_dict(..., strict = false) reports, as PyTorch's NamedTuple.
+/// What load_state_dict(..., strict = false) reports, as PyTorch's NamedTuple.
 struct LoadResult {
-  std::vector<std::string> missing_keys;
-  std::vector<std::string> unexpected_keys;
+  std::vector<std::string> missing_keys;  ///< keys the model has and the state dict lacks
+  std::vector<std::string> unexpected_keys;  ///< keys the state dict has and the model lacks
 };
 
+/// The base of every layer and block: forward, backward, parameters, buffers, state dicts (the
+/// contract is at the top of layers/layer.hpp).
 template <typename T>
 class Layer {
  public:
   virtual ~Layer() = default;
 
-  // "Conv2d", "Linear", ...: what error messages and summaries call the layer.
+  /// "Conv2d", "Linear", ...: what error messages and summaries call the layer.
   virtual std::string type() const = 0;
-  // "Conv2d(3, 6, kernel_size=5, stride=1, padding=0)": the type with its configuration.
+  /// "Conv2d(3, 6, kernel_size=5, stride=1, padding=0)": the type with its configuration.
   virtual std::string describe() const { return type(); }
 
+  /// The output shape for an input of shape `input`; throws ShapeError when the input does not fit.
   virtual Shape output_shape(const Shape& input) const = 0;
+  /// y = layer(x): checks x, caches what backward needs, returns the layer's own output buffer.
   virtual Tensor<T> forward(const Tensor<T>& input) = 0;
+  /// dx from dy: accumulates parameter gradients (+=) and returns dx (empty if not needed).
   virtual Tensor<T> backward(const Tensor<T>& grad_output) = 0;
 
   // ---- What a layer declares (see the top of the file) ----
+  /// This layer's own trainable tensors, unprefixed (override in layers that have some).
   virtual std::vector<Parameter<T>> own_parameters() { return {}; }
+  /// This layer's own buffers, unprefixed (override in layers that have some).
   virtual std::vector<Buffer<T>> own_buffers() { return {}; }
+  /// The contained layers, named (override in blocks).
   virtual std::vector<Child<T>> children() { return {}; }
+  /// Draws this layer's own initial parameters from `gen`, as the constructor did.
   virtual void reset_own_parameters(Generator& /*gen*/) {}
+  /// Whether child `index` must return dx when this block must return dx (`needed`).
   virtual bool child_needs_input_grad(std::size_t /*index*/, bool /*needed*/) const { return true; }
+  /// This layer's own random generators, that checkpoints save (Dropout's).
   virtual std::vector<std::pair<std::string, Generator*>> own_generators() { return {}; }
 
   // ---- The walks ----
 
-  // Every trainable tensor of this layer and its descendants, named as PyTorch names them.
+  /// Every trainable tensor of this layer and its descendants, named as PyTorch names them.
   std::vector<Parameter<T>> parameters() {
     std::vector<Parameter<T>> all;
     collect_parameters("", all);
     return all;
   }
-  // Only the parameters that are not frozen: what an optimiser should get.
+  /// Only the parameters that are not frozen: what an optimiser should get.
   std::vector<Parameter<T>> trainable_parameters() {
     auto all = parameters();
     all.erase(std::remove_if(all.begin(), all.end(), [](const Parameter<T>& p) { return !p.requires_grad; }), all.end());
     return all;
   }
+  /// Every buffer of this layer and its descendants, with PyTorch's dotted names.
   std::vector<Buffer<T>> buffers() {
     std::vector<Buffer<T>> all;
     collect_buffers("", all);
     return all;
   }
-  // Every generator of this layer and its descendants ("drop1.generator").
+  /// Every generator of this layer and its descendants ("drop1.generator").
   std::vector<std::pair<std::string, Generator*>> generators() {
     std::vector<std::pair<std::string, Generator*>> all;
     walk("", [&](const std::string& prefix, Layer& layer) {
@@ -130,7 +145,7 @@ class Layer {
     });
     return all;
   }
-  // The layer and all its descendants with their dotted paths ("" for this one), depth first.
+  /// The layer and all its descendants with their dotted paths ("" for this one), depth first.
   std::vector<std::pair<std::string, Layer*>> named_modules() {
     std::vector<std::pair<std::string, Layer*>> all;
     walk("", [&](const std::string& prefix, Layer& layer) {
@@ -139,8 +154,8 @@ class Layer {
     return all;
   }
 
-  // Parameters and buffers, in PyTorch's order (each module's parameters, then its buffers, then
-  // its children), sharing storage with the layer.
+  /// Parameters and buffers, in PyTorch's order (each module's parameters, then its buffers, then
+  /// its children), sharing storage with the layer.
   StateDict<T> state_dict() {
     StateDict<T> dict;
     walk("", [&](const std::string& prefix, Layer& layer) {
@@ -150,13 +165,13 @@ class Layer {
     return dict;
   }
 
-  // Copies `dict` into the layer's parameters and buffers. Everything is checked before anything
-  // changes: a key whose shape differs is always an error; with `strict`, so is a missing or an
-  // unexpected key. The message lists every problem, as PyTorch's does:
-  //   Error(s) in loading state_dict for Sequential:
-  //       Missing key(s) in state_dict: "bn1.running_var".
-  //       size mismatch for conv1.weight: copying a param with shape (6, 3, 5, 5) from checkpoint,
-  //       the shape in current model is (6, 3, 3, 3).
+  /// Copies `dict` into the layer's parameters and buffers. Everything is checked before anything
+  /// changes: a key whose shape differs is always an error; with `strict`, so is a missing or an
+  /// unexpected key. The message lists every problem, as PyTorch's does:
+  ///   Error(s) in loading state_dict for Sequential:
+  ///       Missing key(s) in state_dict: "bn1.running_var".
+  ///       size mismatch for conv1.weight: copying a param with shape (6, 3, 5, 5) from checkpoint,
+  ///       the shape in current model is (6, 3, 3, 3).
   LoadResult load_state_dict(const StateDict<T>& dict, bool strict = true) {
     const StateDict<T> own = state_dict();
     LoadResult result;
@@ -194,36 +209,39 @@ class Layer {
     return result;
   }
 
-  // Training or evaluation mode, for this layer and every descendant; layers such as BatchNorm and
-  // Dropout behave differently in each.
+  /// Training or evaluation mode, for this layer and every descendant; layers such as BatchNorm and
+  /// Dropout behave differently in each.
   void train(bool mode = true) {
     walk("", [&](const std::string&, Layer& layer) { layer.training_ = mode; });
   }
+  /// Evaluation mode, for this layer and every descendant: train(false).
   void eval() { train(false); }
+  /// Whether the layer is in training mode.
   bool is_training() const { return training_; }
 
-  // Draws fresh initial values from `gen` for this layer and its descendants, in state-dict order.
+  /// Draws fresh initial values from `gen` for this layer and its descendants, in state-dict order.
   void reset_parameters(Generator& gen) {
     walk("", [&](const std::string&, Layer& layer) { layer.reset_own_parameters(gen); });
   }
-  // Re-initialises from a generator seeded with `seed`.
+  /// Re-initialises from a generator seeded with `seed`.
   void reset_parameters(std::uint64_t seed) {
     Generator gen(seed);
     reset_parameters(gen);
   }
 
-  // Whether backward must return dx. Passed down to the children as child_needs_input_grad() says.
+  /// Whether backward must return dx. Passed down to the children as child_needs_input_grad() says.
   void set_needs_input_grad(bool needed) {
     needs_input_grad_ = needed;
     auto kids = children();
     for (std::size_t i = 0; i < kids.size(); ++i) kids[i].layer->set_needs_input_grad(child_needs_input_grad(i, needed));
   }
+  /// Whether backward must return dx.
   bool needs_input_grad() const { return needs_input_grad_; }
 
-  // Freezes (false) or unfreezes one parameter by its dotted name ("bn1.weight"), or every
-  // parameter of this layer and its descendants (the overload without a name, as PyTorch's
-  // requires_grad_). Do it before building the optimiser: optimisers take the trainable parameters
-  // they are given.
+  /// Freezes (false) or unfreezes one parameter by its dotted name ("bn1.weight"), or every
+  /// parameter of this layer and its descendants (the overload without a name, as PyTorch's
+  /// requires_grad_). Do it before building the optimiser: optimisers take the trainable parameters
+  /// they are given.
   void set_requires_grad(const std::string& name, bool requires_grad) {
     const std::size_t dot = name.find_last_of('.');
     const std::string path = dot == std::string::npos ? "" : name.substr(0, dot);
@@ -240,18 +258,19 @@ class Layer {
     }
     throw Error(type() + ": set_requires_grad: no parameter named '" + name + "'");
   }
+  /// Freezes (false) or unfreezes (true) every parameter of this layer and its descendants.
   void set_requires_grad(bool requires_grad) {
     for (const auto& p : parameters()) set_requires_grad(p.name, requires_grad);
   }
-  // Whether this layer's own parameter `name` is trained (for its backward to skip the rest).
+  /// Whether this layer's own parameter `name` is trained (for its backward to skip the rest).
   bool requires_grad(const char* name) const {
     for (const auto& f : frozen_)
       if (f == name) return false;
     return true;
   }
 
-  // Zeroes every parameter gradient. The list of gradients is gathered on the first call (no
-  // allocation afterwards); a container that changes its children calls forget_structure().
+  /// Zeroes every parameter gradient. The list of gradients is gathered on the first call (no
+  /// allocation afterwards); a container that changes its children calls forget_structure().
   void zero_grad() {
     if (!grads_cached_) {
       cached_grads_.clear();
@@ -261,23 +280,24 @@ class Layer {
     for (auto& g : cached_grads_) g.zero();
   }
 
-  // The number of parameter elements, frozen ones included.
+  /// The number of parameter elements, frozen ones included.
   std::int64_t parameter_count() {
     std::int64_t n = 0;
     for (const auto& p : parameters()) n += p.value.numel();
     return n;
   }
 
-  // Fusion, used by Sequential: fuse_next(next) makes this layer compute `next` as part of its own
-  // output (Conv2d takes a following ReLU: y = max(conv(x) + b, 0), one pass over the activations
-  // instead of three) and says whether it did; Sequential then skips `next`. unfuse() undoes it.
-  // Only an idempotent `next` may be fused (relu(relu(y)) = relu(y)), so that code walking the
-  // layers one by one (the trainer's NaN diagnosis) still computes the same values.
+  /// Fusion, used by Sequential: fuse_next(next) makes this layer compute `next` as part of its own
+  /// output (Conv2d takes a following ReLU: y = max(conv(x) + b, 0), one pass over the activations
+  /// instead of three) and says whether it did; Sequential then skips `next`. unfuse() undoes it.
+  /// Only an idempotent `next` may be fused (relu(relu(y)) = relu(y)), so that code walking the
+  /// layers one by one (the trainer's NaN diagnosis) still computes the same values.
   virtual bool fuse_next(const Layer<T>& /*next*/) { return false; }
+  /// Undoes fuse_next().
   virtual void unfuse() {}
 
  protected:
-  // output_shape() with the layer's type in front of any error, for a layer used on its own.
+  /// output_shape() with the layer's type in front of any error, for a layer used on its own.
   Shape checked_output_shape(const Shape& input) const {
     try {
       return output_shape(input);
@@ -286,7 +306,7 @@ class Layer {
     }
   }
 
-  // Throws unless backward is called after a forward whose output had the shape of grad_output.
+  /// Throws unless backward is called after a forward whose output had the shape of grad_output.
   void check_grad_output(const Shape& expected, const Tensor<T>& grad_output) const {
     if (grad_output.shape() != expected) {
       throw ShapeError(type() + ": backward expects a gradient of shape " + expected.str() + ", got " +
@@ -294,11 +314,11 @@ class Layer {
     }
   }
 
-  // Called by a container whose children changed: the next zero_grad() gathers them again.
+  /// Called by a container whose children changed: the next zero_grad() gathers them again.
   void forget_structure() { grads_cached_ = false; }
 
-  bool training_ = true;
-  bool needs_input_grad_ = true;
+  bool training_ = true;  ///< training mode (set by train()/eval())
+  bool needs_input_grad_ = true;  ///< whether backward must return dx (set by set_needs_input_grad())
 
  private:
   // Calls visit(prefix, layer) for this layer and every descendant, parents first; prefix is the

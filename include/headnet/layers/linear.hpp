@@ -14,9 +14,11 @@
 
 namespace headnet {
 
+/// A fully connected layer y = x W^T + b, as torch.nn.Linear.
 template <typename T>
 class Linear : public Layer<T> {
  public:
+  /// Linear(in_features, out_features, bias), with PyTorch's initialisation.
   Linear(int in_features, int out_features, bool bias = true)
       : in_features_(in_features), out_features_(out_features), has_bias_(bias) {
     detail::require_at_least("Linear", "in_features", in_features, 1);
@@ -45,7 +47,7 @@ class Linear : public Layer<T> {
     throw ShapeError(message);
   }
 
-  // y = x weight^T + bias
+  /// y = x weight^T + bias
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     input_ = x;
@@ -54,7 +56,7 @@ class Linear : public Layer<T> {
     return output_;
   }
 
-  // dx = dy weight;  grad_weight += dy^T x;  grad_bias += sum_n dy
+  /// dx = dy weight;  grad_weight += dy^T x;  grad_bias += sum_n dy
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     T* dx = nullptr;
@@ -78,12 +80,19 @@ class Linear : public Layer<T> {
     init::pytorch_default(weight_, has_bias_ ? &bias_ : nullptr, in_features_, gen);
   }
 
+  /// The weight, (out_features, in_features).
   Tensor<T>& weight() { return weight_; }
+  /// The bias, (out_features) (empty without bias).
   Tensor<T>& bias() { return bias_; }
+  /// The weight's gradient.
   Tensor<T>& grad_weight() { return grad_weight_; }
+  /// The bias's gradient.
   Tensor<T>& grad_bias() { return grad_bias_; }
+  /// Input features.
   int in_features() const { return in_features_; }
+  /// Output features.
   int out_features() const { return out_features_; }
+  /// Whether the layer adds a bias.
   bool has_bias() const { return has_bias_; }
 
  private:

@@ -15,10 +15,11 @@
 
 namespace headnet {
 
+/// Max pooling over square windows, as torch.nn.MaxPool2d (padding, ceil_mode).
 template <typename T>
 class MaxPool2d : public Layer<T> {
  public:
-  // stride = 0 means stride = kernel_size, PyTorch's default.
+  /// stride = 0 means stride = kernel_size, PyTorch's default.
   explicit MaxPool2d(int kernel_size, int stride = 0, int padding = 0, bool ceil_mode = false)
       : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size), padding_(padding), ceil_mode_(ceil_mode) {
     detail::require_at_least("MaxPool2d", "kernel_size", kernel_size, 1);
@@ -47,7 +48,7 @@ class MaxPool2d : public Layer<T> {
     return Shape{x[0], x[1], g.out_height(), g.out_width()};
   }
 
-  // y[n, c, i, j] = max over the window at (i*stride, j*stride)
+  /// y[n, c, i, j] = max over the window at (i*stride, j*stride)
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(this->checked_output_shape(x.shape()));
     input_shape_ = x.shape();
@@ -56,7 +57,7 @@ class MaxPool2d : public Layer<T> {
     return output_;
   }
 
-  // dx[argmax of each window] += dy[window]; zero elsewhere
+  /// dx[argmax of each window] += dy[window]; zero elsewhere
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     if (!this->needs_input_grad_) return Tensor<T>();
@@ -66,9 +67,13 @@ class MaxPool2d : public Layer<T> {
     return grad_input_;
   }
 
+  /// The window's side.
   int kernel_size() const { return kernel_size_; }
+  /// The step between windows.
   int stride() const { return stride_; }
+  /// Padding on each side (never chosen by the max).
   int padding() const { return padding_; }
+  /// Whether the output size rounds up.
   bool ceil_mode() const { return ceil_mode_; }
 
  private:

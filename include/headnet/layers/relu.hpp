@@ -8,6 +8,7 @@
 
 namespace headnet {
 
+/// y = max(x, 0), as torch.nn.ReLU.
 template <typename T>
 class ReLU : public Layer<T> {
  public:
@@ -15,14 +16,14 @@ class ReLU : public Layer<T> {
 
   Shape output_shape(const Shape& x) const override { return x; }
 
-  // y = max(x, 0)
+  /// y = max(x, 0)
   Tensor<T> forward(const Tensor<T>& x) override {
     output_.resize(x.shape());
     kernels::relu_forward(x.numel(), x.data(), output_.data());
     return output_;
   }
 
-  // dx = dy where y > 0, else 0 (the output is cached: it carries the same mask as the input)
+  /// dx = dy where y > 0, else 0 (the output is cached: it carries the same mask as the input)
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     if (!this->needs_input_grad_) return Tensor<T>();

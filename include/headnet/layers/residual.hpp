@@ -22,15 +22,18 @@
 
 namespace headnet {
 
+/// A residual block y = body(x) + shortcut(x), the shortcut the identity unless given, optionally followed by ReLU.
 template <typename T>
 class Residual : public Layer<T> {
  public:
+  /// y = body(x) + x.
   template <typename Body, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<Body>>::value>>
   explicit Residual(Body&& body) : body_(std::make_unique<std::decay_t<Body>>(std::forward<Body>(body))) {}
 
   template <typename Body, typename Shortcut,
             typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<Body>>::value &&
                                         std::is_base_of<Layer<T>, std::decay_t<Shortcut>>::value>>
+  /// y = body(x) + shortcut(x); the shortcut's entries are named `shortcut_name`.
   Residual(Body&& body, Shortcut&& shortcut, std::string shortcut_name = "shortcut")
       : body_(std::make_unique<std::decay_t<Body>>(std::forward<Body>(body))),
         shortcut_(std::make_unique<std::decay_t<Shortcut>>(std::forward<Shortcut>(shortcut))),
@@ -42,15 +45,17 @@ class Residual : public Layer<T> {
         throw ShapeError("Residual: the body already has a layer named '" + shortcut_name_ + "': choose another shortcut_name");
   }
 
-  // Residual<float>(body, shortcut).with_relu(): y = max(body(x) + shortcut(x), 0).
+  /// Residual<float>(body, shortcut).with_relu(): y = max(body(x) + shortcut(x), 0).
   Residual&& with_relu() && {
     relu_ = true;
     return std::move(*this);
   }
+  /// Adds a ReLU after the sum.
   Residual& with_relu() & {
     relu_ = true;
     return *this;
   }
+  /// Whether a ReLU follows the sum.
   bool relu() const { return relu_; }
 
   std::string type() const override { return "Residual"; }
@@ -70,7 +75,7 @@ class Residual : public Layer<T> {
     return body_shape;
   }
 
-  // y = body(x) + shortcut(x)  (then max(y, 0) with_relu)
+  /// y = body(x) + shortcut(x)  (then max(y, 0) with_relu)
   Tensor<T> forward(const Tensor<T>& x) override {
     if (x.shape() != checked_input_shape_) {  // both branches checked once per input shape, not every step
       checked_output_shape_ = this->checked_output_shape(x.shape());
@@ -83,7 +88,7 @@ class Residual : public Layer<T> {
     return output_;
   }
 
-  // g = dy (masked by y > 0 with_relu);  dx = body'(g) + shortcut'(g)  (the identity passes g itself)
+  /// g = dy (masked by y > 0 with_relu);  dx = body'(g) + shortcut'(g)  (the identity passes g itself)
   Tensor<T> backward(const Tensor<T>& dy) override {
     this->check_grad_output(output_.shape(), dy);
     Tensor<T> g = dy;
@@ -110,10 +115,12 @@ class Residual : public Layer<T> {
     if (shortcut_) kids.push_back({shortcut_name_, shortcut_.get()});
     return kids;
   }
-  // Both branches see the block's input, so each needs dx exactly when the block does.
+  /// Both branches see the block's input, so each needs dx exactly when the block does.
   bool child_needs_input_grad(std::size_t, bool needed) const override { return needed; }
 
+  /// The body.
   Layer<T>& body() { return *body_; }
+  /// The shortcut, or nullptr for the identity.
   Layer<T>* shortcut() { return shortcut_.get(); }
 
  private:

@@ -28,10 +28,11 @@
 
 namespace headnet {
 
+/// Layers applied one after the other, named "0", "1", ... or as given, as torch.nn.Sequential.
 template <typename T>
 class Sequential : public Layer<T> {
  public:
-  // net.add("conv1", Conv2d<float>(3, 6, 5)) or net.add(ReLU<float>()); returns the stored layer.
+  /// net.add("conv1", Conv2d<float>(3, 6, 5)) or net.add(ReLU<float>()); returns the stored layer.
   template <typename L, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<L>>::value>>
   std::decay_t<L>& add(std::string name, L&& layer) {
     auto owned = std::make_unique<std::decay_t<L>>(std::forward<L>(layer));
@@ -39,11 +40,13 @@ class Sequential : public Layer<T> {
     add(std::move(name), std::unique_ptr<Layer<T>>(std::move(owned)));
     return ref;
   }
+  /// Appends a layer (moved in) and returns it.
   template <typename L, typename = std::enable_if_t<std::is_base_of<Layer<T>, std::decay_t<L>>::value>>
   std::decay_t<L>& add(L&& layer) {
     return add(std::string(), std::forward<L>(layer));
   }
 
+  /// Appends a named layer.
   Layer<T>& add(std::string name, std::unique_ptr<Layer<T>> layer) {
     if (!layer) throw ShapeError("Sequential::add: null layer");
     for (const auto& entry : layers_) {
@@ -61,13 +64,17 @@ class Sequential : public Layer<T> {
     return *layers_.back().layer;
   }
 
+  /// The number of layers.
   std::size_t size() const { return layers_.size(); }
+  /// Layer i.
   Layer<T>& operator[](std::size_t i) { return *layers_.at(i).layer; }
+  /// Layer i, read-only.
   const Layer<T>& operator[](std::size_t i) const { return *layers_.at(i).layer; }
-  // The layer's name, or its index when it has none.
+  /// The layer's name, or its index when it has none.
   std::string name(std::size_t i) const {
     return layers_.at(i).name.empty() ? std::to_string(i) : layers_.at(i).name;
   }
+  /// The layer called `name`; throws Error when there is none.
   Layer<T>& layer(const std::string& name) {
     for (std::size_t i = 0; i < layers_.size(); ++i)
       if (this->name(i) == name) return *layers_[i].layer;
@@ -89,7 +96,7 @@ class Sequential : public Layer<T> {
     }
     return shape;
   }
-  // Throws ShapeError naming the first layer that cannot take its input.
+  /// Throws ShapeError naming the first layer that cannot take its input.
   Shape check(const Shape& input) const { return output_shape(input); }
 
   Tensor<T> forward(const Tensor<T>& x) override {
@@ -111,8 +118,9 @@ class Sequential : public Layer<T> {
     return g;
   }
 
-  // Whether layers fuse (see the top of the file); on by default.
+  /// Whether layers fuse (see the top of the file); on by default.
   bool fusion() const { return fusion_; }
+  /// Turns fusion (Conv2d taking a following ReLU) on or off.
   void set_fusion(bool on) {
     fusion_ = on;
     for (std::size_t i = 1; i < layers_.size(); ++i) {
@@ -122,7 +130,7 @@ class Sequential : public Layer<T> {
     if (on)
       for (std::size_t n = 2; n <= layers_.size(); ++n) fuse_last(n);
   }
-  // Whether layer i is computed by the layer before it.
+  /// Whether layer i is computed by the layer before it.
   bool is_fused(std::size_t i) const { return layers_.at(i).fused; }
 
   std::vector<Child<T>> children() override {
@@ -130,10 +138,10 @@ class Sequential : public Layer<T> {
     for (std::size_t i = 0; i < layers_.size(); ++i) kids.push_back({name(i), layers_[i].layer.get()});
     return kids;
   }
-  // Only the first layer sees the network's input; every later one must pass dx on.
+  /// Only the first layer sees the network's input; every later one must pass dx on.
   bool child_needs_input_grad(std::size_t index, bool needed) const override { return index == 0 ? needed : true; }
 
-  // One line per layer with its output shape for the given input, and the parameter count.
+  /// One line per layer with its output shape for the given input, and the parameter count.
   std::string summary(const Shape& input) {
     std::string s;
     Shape shape = input;

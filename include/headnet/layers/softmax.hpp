@@ -16,6 +16,7 @@
 
 namespace headnet {
 
+/// The shared implementation of Softmax and LogSoftmax over dimension 1.
 template <typename T, bool logarithm>
 class SoftmaxOverDim1 : public Layer<T> {
  public:
@@ -71,8 +72,10 @@ class SoftmaxOverDim1 : public Layer<T> {
   Tensor<T> output_, grad_input_;
 };
 
+/// Softmax over dimension 1, as torch.nn.Softmax(dim=1).
 template <typename T>
 using Softmax = SoftmaxOverDim1<T, false>;
+/// LogSoftmax over dimension 1, as torch.nn.LogSoftmax(dim=1).
 template <typename T>
 using LogSoftmax = SoftmaxOverDim1<T, true>;
 

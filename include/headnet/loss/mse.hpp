@@ -9,11 +9,14 @@
 
 namespace headnet {
 
+/// Mean squared error between an input and a target of the same shape, as torch.nn.MSELoss.
 template <typename T>
 class MSELoss {
  public:
+  /// A loss with `reduction`.
   explicit MSELoss(Reduction reduction = Reduction::mean) : reduction_(reduction) {}
 
+  /// The loss of `input` against `target`.
   T forward(const Tensor<T>& input, const Tensor<T>& target) {
     if (input.shape() != target.shape()) {
       throw ShapeError("MSELoss: input " + input.shape().str() + " and target " + target.shape().str() + " differ in shape");
@@ -33,11 +36,12 @@ class MSELoss {
     return loss_;
   }
 
+  /// d loss / d input, computed during forward.
   Tensor<T> backward() const {
     if (grad_.rank() == 0) throw ShapeError("MSELoss: backward called before forward");
     return grad_;
   }
-  // With reduction none: the gradient of sum_i grad_losses[i] loss_i.
+  /// With reduction none: the gradient of sum_i grad_losses[i] loss_i.
   Tensor<T> backward(const Tensor<T>& grad_losses) {
     if (grad_losses.shape() != grad_.shape()) {
       throw ShapeError("MSELoss: backward expects a gradient of shape " + grad_.shape().str() + ", got " +
@@ -47,6 +51,7 @@ class MSELoss {
     for (std::int64_t i = 0; i < grad_.numel(); ++i) weighted_.data()[i] = grad_.data()[i] * grad_losses.data()[i];
     return weighted_;
   }
+  /// The per-element losses of the last forward.
   const Tensor<T>& losses() const { return losses_; }
 
  private:

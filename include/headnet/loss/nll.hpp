@@ -12,11 +12,14 @@
 
 namespace headnet {
 
+/// Negative log-likelihood on log-probabilities (LogSoftmax output), as torch.nn.NLLLoss.
 template <typename T>
 class NLLLoss {
  public:
+  /// A loss with `reduction`.
   explicit NLLLoss(Reduction reduction = Reduction::mean) : reduction_(reduction) {}
 
+  /// The loss for log-probabilities (N, classes) and N labels.
   T forward(const Tensor<T>& log_probs, const std::vector<std::int32_t>& labels) {
     detail::check_labels("NLLLoss", "input", log_probs, labels.data(), std::int64_t(labels.size()));
     const std::int64_t N = log_probs.size(0), classes = log_probs.size(1);
@@ -35,14 +38,17 @@ class NLLLoss {
     return loss_;
   }
 
+  /// d loss / d log_probs, computed during forward.
   Tensor<T> backward() const {
     if (grad_.rank() == 0) throw ShapeError("NLLLoss: backward called before forward");
     return grad_;
   }
+  /// With reduction none: the gradient of sum_n grad_losses[n] loss_n.
   Tensor<T> backward(const Tensor<T>& grad_losses) {
     detail::weigh_rows("NLLLoss", backward(), grad_losses, weighted_);
     return weighted_;
   }
+  /// The per-sample losses of the last forward.
   const Tensor<T>& losses() const { return losses_; }
 
  private:

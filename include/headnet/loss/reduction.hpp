@@ -14,8 +14,10 @@
 
 namespace headnet {
 
+/// How a loss combines per-sample losses: their mean, their sum, or none (one per sample).
 enum class Reduction { mean, sum, none };
 
+/// "mean", "sum" or "none".
 inline const char* reduction_name(Reduction r) { return r == Reduction::mean ? "mean" : r == Reduction::sum ? "sum" : "none"; }
 
 namespace detail {

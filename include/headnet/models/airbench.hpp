@@ -24,7 +24,7 @@
 namespace headnet {
 namespace models {
 
-// conv1 -> pool -> norm1 -> act1 -> conv2 -> norm2 -> act2
+/// conv1 -> pool -> norm1 -> act1 -> conv2 -> norm2 -> act2
 template <typename T = float>
 Sequential<T> airbench_block(int in, int out) {
   Sequential<T> g;
@@ -38,8 +38,8 @@ Sequential<T> airbench_block(int in, int out) {
   return g;
 }
 
-// in_channels: 3 for colour, 1 for gray images (the whitening convolution then has 8 filters, two
-// per value of a 2x2 patch). Images of 25 to 32 pixels a side end as 3x3 before the last pooling.
+/// in_channels: 3 for colour, 1 for gray images (the whitening convolution then has 8 filters, two
+/// per value of a 2x2 patch). Images of 25 to 32 pixels a side end as 3x3 before the last pooling.
 template <typename T = float>
 Sequential<T> airbench(int width1 = 64, int width2 = 256, int width3 = 256, int classes = 10, int in_channels = 3) {
   Sequential<T> net;

@@ -79,7 +79,7 @@ Residual<T> basic_block(int in, int out, int stride) {
 }
 }  // namespace detail
 
-// Input (N, 3, 32, 32) -> logits (N, classes).
+/// Input (N, 3, 32, 32) -> logits (N, classes).
 template <typename T = float>
 Sequential<T> resnet9(int classes = 10) {
   Sequential<T> net;
@@ -95,7 +95,7 @@ Sequential<T> resnet9(int classes = 10) {
   return net;
 }
 
-// Input (N, 3, 32, 32) -> logits (N, classes).
+/// Input (N, 3, 32, 32) -> logits (N, classes).
 template <typename T = float>
 Sequential<T> resnet18_cifar(int classes = 10) {
   Sequential<T> net;

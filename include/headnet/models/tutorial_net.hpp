@@ -17,9 +17,9 @@
 namespace headnet {
 namespace models {
 
-// in_channels, height, width and classes adapt it to other images (MNIST: 1, 28, 28, 10): fc1 then
-// takes conv2 x ((height - 4) / 2 - 4) / 2 x ((width - 4) / 2 - 4) / 2 features; images must be at
-// least 16x16.
+/// in_channels, height, width and classes adapt it to other images (MNIST: 1, 28, 28, 10): fc1 then
+/// takes conv2 x ((height - 4) / 2 - 4) / 2 x ((width - 4) / 2 - 4) / 2 features; images must be at
+/// least 16x16.
 template <typename T = float>
 Sequential<T> tutorial_net(int conv1_channels = 6, int conv2_channels = 16, int in_channels = 3, int height = 32, int width = 32,
                            int classes = 10) {

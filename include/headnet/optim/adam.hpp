@@ -42,13 +42,15 @@ struct AdamOptionsBase {
 };
 }  // namespace detail
 
-// AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8).weight_decay(0).amsgrad(false): PyTorch's defaults.
+/// AdamOptions(1e-3).betas(0.9, 0.999).eps(1e-8).weight_decay(0).amsgrad(false): PyTorch's defaults.
 struct AdamOptions : detail::AdamOptionsBase<AdamOptions> {
+  /// Adam's options with learning rate `lr`.
   explicit AdamOptions(double lr = 1e-3) : AdamOptionsBase(lr, 0.0) {}
 };
 
-// AdamWOptions: the same, with weight_decay 1e-2 by default, as torch.optim.AdamW.
+/// AdamWOptions: the same, with weight_decay 1e-2 by default, as torch.optim.AdamW.
 struct AdamWOptions : detail::AdamOptionsBase<AdamWOptions> {
+  /// AdamW's options with learning rate `lr`.
   explicit AdamWOptions(double lr = 1e-3) : AdamOptionsBase(lr, 1e-2) {}
 };
 

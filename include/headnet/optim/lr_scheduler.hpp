@@ -29,45 +29,55 @@
 
 namespace headnet {
 
+/// The base of learning-rate schedules: a closed form lr_at(group, t), so resuming at any t is exact.
 template <typename T>
 class LRScheduler {
  public:
   virtual ~LRScheduler() = default;
+  /// "StepLR", ...: what checkpoints record, to refuse another schedule.
   virtual std::string type() const = 0;
 
+  /// Advances one position and sets the optimiser's learning rates.
   void step() { set_last_epoch(last_epoch_ + 1); }
+  /// The position t (PyTorch's last_epoch).
   std::int64_t last_epoch() const { return last_epoch_; }
+  /// Moves to position t (resume) and sets the optimiser's learning rates.
   void set_last_epoch(std::int64_t t) {
     last_epoch_ = t;
     apply();
   }
-  // The learning rate of group g at position t.
+  /// The learning rate of group g at position t.
   virtual double lr_at(std::size_t group, std::int64_t t) const = 0;
+  /// The learning rate group g started from.
   double base_lr(std::size_t group) const { return base_lrs_.at(group); }
-  // Changes what group g's factor multiplies (0 stops the group training from the next step on).
+  /// Changes what group g's factor multiplies (0 stops the group training from the next step on).
   void set_base_lr(std::size_t group, double lr) {
     base_lrs_.at(group) = lr;
     apply();
   }
 
  protected:
+  /// A schedule of `optimizer`'s groups, from their current learning rates.
   explicit LRScheduler(Optimizer<T>& optimizer) : optimizer_(optimizer) {
     for (std::size_t g = 0; g < optimizer.num_groups(); ++g) base_lrs_.push_back(optimizer.lr(g));
   }
+  /// Writes lr_at(g, t) into every group of the optimiser.
   virtual void apply() {
     for (std::size_t g = 0; g < optimizer_.num_groups(); ++g) optimizer_.set_lr(g, lr_at(g, last_epoch_));
   }
-  // Derived constructors call this last: PyTorch's constructors take the initial step to t = 0.
+  /// Derived constructors call this last: PyTorch's constructors take the initial step to t = 0.
   void start() { set_last_epoch(0); }
 
-  Optimizer<T>& optimizer_;
-  std::vector<double> base_lrs_;
-  std::int64_t last_epoch_ = 0;
+  Optimizer<T>& optimizer_;  ///< the optimiser whose learning rates the schedule sets
+  std::vector<double> base_lrs_;  ///< each group's starting learning rate
+  std::int64_t last_epoch_ = 0;  ///< the position t
 };
 
+/// lr = base_lr * factor(t), as torch.optim.lr_scheduler.LambdaLR.
 template <typename T>
 class LambdaLR : public LRScheduler<T> {
  public:
+  /// A schedule multiplying each base learning rate by factor(t).
   LambdaLR(Optimizer<T>& optimizer, std::function<double(std::int64_t)> factor)
       : LRScheduler<T>(optimizer), factor_(std::move(factor)) {
     if (!factor_) throw Error("LambdaLR: the factor function is empty");
@@ -80,9 +90,11 @@ class LambdaLR : public LRScheduler<T> {
   std::function<double(std::int64_t)> factor_;
 };
 
+/// lr = base_lr * gamma^(t / step_size), as torch.optim.lr_scheduler.StepLR.
 template <typename T>
 class StepLR : public LRScheduler<T> {
  public:
+  /// Decays by gamma every step_size positions.
   StepLR(Optimizer<T>& optimizer, std::int64_t step_size, double gamma = 0.1)
       : LRScheduler<T>(optimizer), step_size_(step_size), gamma_(gamma) {
     if (step_size < 1) throw Error("StepLR: step_size must be at least 1, got " + std::to_string(step_size));
@@ -98,9 +110,11 @@ class StepLR : public LRScheduler<T> {
   double gamma_;
 };
 
+/// lr = base_lr * gamma^(milestones passed), as torch.optim.lr_scheduler.MultiStepLR.
 template <typename T>
 class MultiStepLR : public LRScheduler<T> {
  public:
+  /// Decays by gamma at each milestone.
   MultiStepLR(Optimizer<T>& optimizer, std::vector<std::int64_t> milestones, double gamma = 0.1)
       : LRScheduler<T>(optimizer), milestones_(std::move(milestones)), gamma_(gamma) {
     if (!std::is_sorted(milestones_.begin(), milestones_.end())) throw Error("MultiStepLR: milestones must be increasing");
@@ -117,9 +131,11 @@ class MultiStepLR : public LRScheduler<T> {
   double gamma_;
 };
 
+/// Cosine annealing from base_lr to eta_min over T_max positions, as torch.optim.lr_scheduler.CosineAnnealingLR.
 template <typename T>
 class CosineAnnealingLR : public LRScheduler<T> {
  public:
+  /// Anneals to eta_min over T_max positions.
   CosineAnnealingLR(Optimizer<T>& optimizer, std::int64_t T_max, double eta_min = 0)
       : LRScheduler<T>(optimizer), T_max_(T_max), eta_min_(eta_min) {
     if (T_max < 1) throw Error("CosineAnnealingLR: T_max must be at least 1, got " + std::to_string(T_max));
@@ -136,21 +152,25 @@ class CosineAnnealingLR : public LRScheduler<T> {
   double eta_min_;
 };
 
+/// OneCycleLR's options, with PyTorch's defaults.
 struct OneCycleOptions {
-  double pct_start = 0.3;
-  bool cosine = true;  // anneal_strategy: "cos" (true) or "linear"
-  bool cycle_momentum = true;
-  double base_momentum = 0.85, max_momentum = 0.95;
-  double div_factor = 25, final_div_factor = 1e4;
-  bool three_phase = false;
+  double pct_start = 0.3;  ///< fraction of the cycle spent increasing the learning rate
+  bool cosine = true;  ///< anneal_strategy: "cos" (true) or "linear"
+  bool cycle_momentum = true;  ///< cycle the momentum (or Adam's beta1) inversely to the learning rate
+  double base_momentum = 0.85;  ///< the momentum at the learning rate's peak
+  double max_momentum = 0.95;  ///< the momentum at the cycle's ends
+  double div_factor = 25;  ///< initial lr = max_lr / div_factor
+  double final_div_factor = 1e4;  ///< final lr = initial lr / final_div_factor
+  bool three_phase = false;  ///< warm up, anneal back to the initial lr, then to the final one
 };
 
-// One learning rate per group: max_lr; the group's lr on construction is replaced (PyTorch sets
-// initial_lr = max_lr / div_factor). The cycle ends at t = total_steps - 1; as in PyTorch, t may
-// reach total_steps (one step() after every one of total_steps optimiser steps), not beyond.
+/// One learning rate per group: max_lr; the group's lr on construction is replaced (PyTorch sets
+/// initial_lr = max_lr / div_factor). The cycle ends at t = total_steps - 1; as in PyTorch, t may
+/// reach total_steps (one step() after every one of total_steps optimiser steps), not beyond.
 template <typename T>
 class OneCycleLR : public LRScheduler<T> {
  public:
+  /// A one-cycle schedule peaking at max_lr over total_steps steps.
   OneCycleLR(Optimizer<T>& optimizer, double max_lr, std::int64_t total_steps, OneCycleOptions o = OneCycleOptions())
       : LRScheduler<T>(optimizer), o_(o), total_steps_(total_steps) {
     if (total_steps < 2) throw Error("OneCycleLR: total_steps must be at least 2, got " + std::to_string(total_steps));
@@ -171,9 +191,11 @@ class OneCycleLR : public LRScheduler<T> {
   std::string type() const override { return "OneCycleLR"; }
 
   double lr_at(std::size_t, std::int64_t t) const override { return value(t, true); }
+  /// The momentum at position t.
   double momentum_at(std::int64_t t) const { return value(t, false); }
 
  protected:
+  /// Sets the learning rates and, with cycle_momentum, the momenta.
   void apply() override {
     if (this->last_epoch_ > total_steps_) {
       throw Error("OneCycleLR: tried to step " + std::to_string(this->last_epoch_ + 1) +
@@ -210,10 +232,11 @@ class OneCycleLR : public LRScheduler<T> {
   std::vector<Phase> phases_;
 };
 
+/// Linear interpolation between (step, factor) points, constant outside them; lr = base_lr * factor(t).
 template <typename T>
 class PiecewiseLinearLR : public LRScheduler<T> {
  public:
-  // steps increasing; factors multiply each group's base learning rate.
+  /// steps increasing; factors multiply each group's base learning rate.
   PiecewiseLinearLR(Optimizer<T>& optimizer, std::vector<double> steps, std::vector<double> factors)
       : LRScheduler<T>(optimizer), steps_(std::move(steps)), factors_(std::move(factors)) {
     if (steps_.empty() || steps_.size() != factors_.size()) {
@@ -226,6 +249,7 @@ class PiecewiseLinearLR : public LRScheduler<T> {
   }
   std::string type() const override { return "PiecewiseLinearLR"; }
   double lr_at(std::size_t g, std::int64_t t) const override { return this->base_lrs_.at(g) * factor(double(t)); }
+  /// The factor at position t.
   double factor(double t) const {
     if (t <= steps_.front()) return factors_.front();
     if (t >= steps_.back()) return factors_.back();

@@ -24,51 +24,66 @@
 
 namespace headnet {
 
-// A parameter group: parameters and the options they are trained with.
+/// A parameter group: parameters and the options they are trained with.
 template <typename T, typename Options>
 struct ParamGroup {
-  std::vector<Parameter<T>> params;
-  Options options;
+  std::vector<Parameter<T>> params;  ///< the group's parameters
+  Options options;  ///< the options they are trained with
 };
 
+/// What an optimiser saves in a checkpoint: its buffers, its step count, and each group's lr and momentum.
 template <typename T>
 struct OptimizerState {
-  StateDict<T> buffers;
-  std::int64_t steps = 0;
-  std::vector<double> lr, momentum;  // per group
+  StateDict<T> buffers;  ///< momentum buffers, Adam's moments, ...
+  std::int64_t steps = 0;  ///< steps taken
+  std::vector<double> lr;  ///< each group's learning rate
+  std::vector<double> momentum;  ///< each group's momentum
 };
 
+/// The base of optimisers: parameter groups, step(), zero_grad(), state dicts.
 template <typename T>
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
+  /// "SGD", "Adam", ...: what checkpoints record, to refuse another optimiser.
   virtual std::string type() const = 0;
 
+  /// Updates every parameter from its gradient.
   virtual void step() = 0;
+  /// Sets every gradient to zero.
   void zero_grad() {
     for (auto& group : params_)
       for (auto& p : group) p.grad.zero();
   }
 
+  /// The number of parameter groups.
   std::size_t num_groups() const { return params_.size(); }
+  /// The parameters of group g.
   const std::vector<Parameter<T>>& group_parameters(std::size_t g) const { return params_.at(g); }
-  // Every parameter of every group, in order.
+  /// Every parameter of every group, in order.
   std::vector<Parameter<T>> parameters() const {
     std::vector<Parameter<T>> all;
     for (const auto& group : params_) all.insert(all.end(), group.begin(), group.end());
     return all;
   }
 
+  /// The learning rate of group `group`.
   virtual double lr(std::size_t group) const = 0;
+  /// Sets the learning rate of group `group`.
   virtual void set_lr(std::size_t group, double lr) = 0;
+  /// Sets the learning rate of every group.
   void set_lr(double lr) {
     for (std::size_t g = 0; g < num_groups(); ++g) set_lr(g, lr);
   }
+  /// The momentum of group `group` (Adam: beta1).
   virtual double momentum(std::size_t group) const = 0;
+  /// Sets the momentum of group `group` (Adam: beta1).
   virtual void set_momentum(std::size_t group, double momentum) = 0;
 
+  /// Steps taken.
   std::int64_t steps() const { return steps_; }
 
+  /// The optimiser's state, to save.
   OptimizerState<T> state_dict() const {
     OptimizerState<T> s;
     for (const auto& b : buffers_) s.buffers.add(b.name, b.value);
@@ -79,6 +94,7 @@ class Optimizer {
     }
     return s;
   }
+  /// Restores a state saved by state_dict(); throws Error naming what does not match.
   void load_state_dict(const OptimizerState<T>& s) {
     const std::string who = type() + ": load_state_dict: ";
     if (s.lr.size() != num_groups() || s.momentum.size() != num_groups()) {
@@ -109,7 +125,7 @@ class Optimizer {
   }
 
  protected:
-  // Takes a group's trainable parameters; checks that values and gradients match.
+  /// Takes a group's trainable parameters; checks that values and gradients match.
   void add_group(std::vector<Parameter<T>> params) {
     std::vector<Parameter<T>> kept;
     for (auto& p : params) {
@@ -122,16 +138,16 @@ class Optimizer {
     }
     params_.push_back(std::move(kept));
   }
-  // A per-parameter buffer named "<kind>.<parameter name>", zero-initialised, saved in checkpoints.
+  /// A per-parameter buffer named "<kind>.<parameter name>", zero-initialised, saved in checkpoints.
   Tensor<T> add_buffer(const std::string& kind, const Parameter<T>& p) {
     Tensor<T> t(p.value.shape());
     buffers_.push_back({kind + "." + p.name, t});
     return t;
   }
 
-  std::vector<std::vector<Parameter<T>>> params_;  // per group
-  std::vector<Buffer<T>> buffers_;
-  std::int64_t steps_ = 0;
+  std::vector<std::vector<Parameter<T>>> params_;  ///< per group
+  std::vector<Buffer<T>> buffers_;  ///< the optimiser's state tensors, named as in its state dict
+  std::int64_t steps_ = 0;  ///< steps taken
 };
 
 namespace detail {

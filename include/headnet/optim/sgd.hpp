@@ -16,18 +16,29 @@
 
 namespace headnet {
 
-// SGDOptions(0.001).momentum(0.9): the learning rate is required, the rest default to 0 / false.
+/// SGDOptions(0.001).momentum(0.9): the learning rate is required, the rest default to 0 / false.
 struct SGDOptions {
+  /// SGD's options with learning rate `lr` and PyTorch's defaults.
   explicit SGDOptions(double lr) : lr_(lr) {}
+  /// The learning rate.
   SGDOptions& lr(double v) { lr_ = v; return *this; }
+  /// The momentum (0: none).
   SGDOptions& momentum(double v) { momentum_ = v; return *this; }
+  /// The momentum's dampening.
   SGDOptions& dampening(double v) { dampening_ = v; return *this; }
+  /// L2 weight decay added to the gradient.
   SGDOptions& weight_decay(double v) { weight_decay_ = v; return *this; }
+  /// Nesterov momentum.
   SGDOptions& nesterov(bool v) { nesterov_ = v; return *this; }
+  /// The learning rate.
   double lr() const { return lr_; }
+  /// The momentum.
   double momentum() const { return momentum_; }
+  /// The dampening.
   double dampening() const { return dampening_; }
+  /// The weight decay.
   double weight_decay() const { return weight_decay_; }
+  /// Whether the momentum is Nesterov's.
   bool nesterov() const { return nesterov_; }
 
  private:
@@ -35,12 +46,16 @@ struct SGDOptions {
   bool nesterov_ = false;
 };
 
+/// Stochastic gradient descent with momentum, as torch.optim.SGD (same arithmetic).
 template <typename T>
 class SGD : public Optimizer<T> {
  public:
+  /// A parameter group with its options.
   using Group = ParamGroup<T, SGDOptions>;
 
+  /// SGD over `parameters`, one group.
   SGD(std::vector<Parameter<T>> parameters, const SGDOptions& options) : SGD(std::vector<Group>{{std::move(parameters), options}}) {}
+  /// SGD over parameter groups, each with its options.
   explicit SGD(std::vector<Group> groups) {
     for (auto& group : groups) {
       check(group.options);
@@ -79,12 +94,13 @@ class SGD : public Optimizer<T> {
     ++this->steps_;
   }
 
+  /// The options of group `group`.
   const SGDOptions& options(std::size_t group = 0) const { return options_.at(group); }
   double lr(std::size_t group) const override { return options_.at(group).lr(); }
   void set_lr(std::size_t group, double lr) override { options_.at(group).lr(lr); }
   using Optimizer<T>::set_lr;
   double momentum(std::size_t group) const override { return options_.at(group).momentum(); }
-  // Momentum can change (a one-cycle schedule) but not from or to 0: the buffers exist or not.
+  /// Momentum can change (a one-cycle schedule) but not from or to 0: the buffers exist or not.
   void set_momentum(std::size_t group, double momentum) override {
     if ((momentum != 0) != (options_.at(group).momentum() != 0)) {
       throw Error("SGD: cannot change momentum between zero and non-zero after construction (group " +

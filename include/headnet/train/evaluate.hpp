@@ -14,11 +14,12 @@
 namespace headnet {
 namespace train {
 
+/// A model's accuracy on a data set, overall, per class and as a confusion matrix.
 struct Evaluation {
-  double accuracy = 0;                               // percent
-  std::vector<double> class_accuracy;                // percent, per class
-  std::vector<std::vector<std::int64_t>> confusion;  // [true][predicted]
-  std::int64_t samples = 0;
+  double accuracy = 0;                               ///< percent
+  std::vector<double> class_accuracy;                ///< percent, per class
+  std::vector<std::vector<std::int64_t>> confusion;  ///< [true][predicted]
+  std::int64_t samples = 0;  ///< images evaluated
 };
 
 namespace detail {
@@ -50,6 +51,7 @@ struct Tally {
 };
 }  // namespace detail
 
+/// Accuracy, per-class accuracy and confusion matrix of `model` (in eval mode) over one pass of `loader`.
 inline Evaluation evaluate(Layer<float>& model, data::Loader& loader) {
   const bool was_training = model.is_training();
   model.eval();

@@ -20,11 +20,14 @@
 namespace headnet {
 namespace train {
 
+/// An exponential moving average of a model's parameters and buffers (lookahead, EMA).
 template <typename T>
 class ModelAverage {
  public:
+  /// An average of `model`'s state, starting from its current values.
   explicit ModelAverage(Layer<T>& model) : model_(model.state_dict()), average_(model_.clone()) {}
 
+  /// average = alpha * average + (1 - alpha) * model (integer buffers copied).
   void update(double alpha) {
     const T a = T(alpha), b = T(1 - alpha);
     auto avg = average_.begin();
@@ -41,6 +44,7 @@ class ModelAverage {
     }
   }
 
+  /// Writes the average into the model.
   void copy_to_model() {
     auto avg = average_.begin();
     for (auto m = model_.begin(); m != model_.end(); ++m, ++avg) {
@@ -49,7 +53,7 @@ class ModelAverage {
     }
   }
 
-  // The average, as a state dict of the model's keys (its own storage).
+  /// The average, as a state dict of the model's keys (its own storage).
   const StateDict<T>& average() const { return average_; }
 
  private:

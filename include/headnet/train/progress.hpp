@@ -15,11 +15,14 @@
 namespace headnet {
 namespace train {
 
+/// A one-line progress bar on a terminal (nothing when stderr is not one).
 class ProgressBar {
  public:
+  /// A bar, off when `enabled` is false, with `prefix` in front.
   explicit ProgressBar(bool enabled = true, std::string prefix = "")
       : enabled_(enabled), terminal_(enabled && ::isatty(STDERR_FILENO)), prefix_(std::move(prefix)) {}
 
+  /// Redraws the bar (at most a few times a second).
   void update(int epoch, int epochs, std::int64_t step, std::int64_t steps, double loss, double images_per_second,
               double eta_seconds) {
     if (!terminal_) return;
@@ -39,7 +42,7 @@ class ProgressBar {
     shown_ = true;
   }
 
-  // The end of an epoch: a plain line when not on a terminal.
+  /// The end of an epoch: a plain line when not on a terminal.
   void epoch_done(int epoch, int epochs, double loss, double images_per_second, double accuracy = -1) {
     if (accuracy >= 0) {
       char b[48];
@@ -52,7 +55,7 @@ class ProgressBar {
     std::fflush(stderr);
   }
 
-  // Erases the line (before other output, and at the end).
+  /// Erases the line (before other output, and at the end).
   void clear() {
     if (terminal_ && shown_) std::fprintf(stderr, "\r%120s\r", "");
     shown_ = false;

@@ -56,68 +56,84 @@
 namespace headnet {
 namespace train {
 
+/// Whether a schedule steps after every batch or after every epoch.
 enum class SchedulePer { step, epoch };
 
+/// How a Trainer runs.
 struct TrainerOptions {
-  int epochs = 1;
-  std::int64_t max_steps = 0;              // stop after this many steps in all (0: after `epochs`); a
-                                           // fractional last epoch, as the fast CIFAR-10 recipe's 9.9
-  std::string checkpoint_path;             // empty: no checkpoints
-  std::int64_t checkpoint_every = 0;       // steps between checkpoints; 0: only at each epoch's end
-  std::int64_t log_every = 0;              // steps between on_log calls; 0: none
-  int curve_points_per_epoch = 50;         // points of the loss curve per epoch
-  bool progress = true;                    // the progress bar (train/progress.hpp)
-  std::string progress_prefix;             // in front of the progress line ("run 3/20 ")
-  SchedulePer schedule_per = SchedulePer::step;
-  std::int64_t debug_kill_at_step = 0;     // testing only: SIGKILL after this many steps
+  int epochs = 1;  ///< epochs to train
+  /// Stop after this many steps in all (0: after `epochs`): a fractional last epoch, as the fast
+  /// CIFAR-10 recipe's 9.9.
+  std::int64_t max_steps = 0;
+  std::string checkpoint_path;             ///< where checkpoints go; empty: no checkpoints
+  std::int64_t checkpoint_every = 0;       ///< steps between checkpoints; 0: only at each epoch's end
+  std::int64_t log_every = 0;              ///< steps between on_log calls; 0: none
+  int curve_points_per_epoch = 50;         ///< points of the loss curve per epoch
+  bool progress = true;                    ///< the progress bar (train/progress.hpp)
+  std::string progress_prefix;             ///< in front of the progress line ("run 3/20 ")
+  SchedulePer schedule_per = SchedulePer::step;  ///< whether the schedule steps per batch or per epoch
+  std::int64_t debug_kill_at_step = 0;     ///< testing only: SIGKILL after this many steps
 };
 
-// Where a run is, and what it has recorded so far.
+/// Where a run is, and what it has recorded so far.
 struct TrainerState {
-  int epoch = 0;            // the epoch in progress (0-based)
-  std::int64_t step = 0;    // steps of it already done
-  double log_loss = 0;      // loss sum since the last on_log
-  double curve_loss = 0;    // loss sum since the last loss-curve point
-  std::int64_t curve_count = 0;
-  std::int64_t images_seen = 0;
-  double seconds = 0;       // training time, over every process that worked on the run
-  std::vector<std::pair<double, double>> loss_curve;  // (epoch as a fraction, mean loss)
-  std::vector<double> epoch_accuracy;                 // validation accuracy after each epoch, if validated
+  int epoch = 0;            ///< the epoch in progress (0-based)
+  std::int64_t step = 0;    ///< steps of it already done
+  double log_loss = 0;      ///< loss sum since the last on_log
+  double curve_loss = 0;    ///< loss sum since the last loss-curve point
+  std::int64_t curve_count = 0;  ///< loss-curve samples in curve_loss
+  std::int64_t images_seen = 0;  ///< images trained on
+  double seconds = 0;       ///< training time, over every process that worked on the run
+  std::vector<std::pair<double, double>> loss_curve;  ///< (epoch as a fraction, mean loss)
+  std::vector<double> epoch_accuracy;                 ///< validation accuracy after each epoch, if validated
 };
 
+/// What on_step receives after each step.
 struct StepInfo {
-  int epoch;
-  std::int64_t step, steps_per_epoch, global_step;
-  float loss;
+  int epoch;  ///< the epoch (0-based)
+  std::int64_t step;  ///< the step in the epoch (0-based)
+  std::int64_t steps_per_epoch;  ///< steps in an epoch
+  std::int64_t global_step;  ///< steps since the run began
+  float loss;  ///< the batch's loss
 };
 
+/// The training loop: batches, loss, backward, optimiser and schedule steps, validation, checkpoints, NaN guard.
 class Trainer {
  public:
+  /// A trainer of `model` with `optimizer` on batches from `loader`.
   Trainer(Layer<float>& model, Optimizer<float>& optimizer, data::Loader& loader, TrainerOptions options = TrainerOptions())
       : model_(model), optimizer_(optimizer), loader_(loader), options_(std::move(options)) {
     if (options_.epochs < 0) throw Error("Trainer: epochs must be >= 0, got " + std::to_string(options_.epochs));
     if (options_.checkpoint_every < 0 || options_.log_every < 0) throw Error("Trainer: step intervals must be >= 0");
   }
 
+  /// called after every step
   std::function<void(const StepInfo&)> on_step;
+  /// called every options().log_every steps with the mean loss
   std::function<void(int epoch, std::int64_t step, double mean_loss)> on_log;
+  /// called after every epoch (and its validation)
   std::function<void(int epoch, const TrainerState&)> on_epoch_end;
-  std::map<std::string, std::string> checkpoint_metadata;  // stored in every checkpoint (a recipe, say)
+  std::map<std::string, std::string> checkpoint_metadata;  ///< stored in every checkpoint (a recipe, say)
 
-  // A schedule stepped per batch or per epoch (options.schedule_per); its position is checkpointed.
+  /// A schedule stepped per batch or per epoch (options.schedule_per); its position is checkpointed.
   void set_scheduler(LRScheduler<float>* scheduler) { scheduler_ = scheduler; }
-  // A loader evaluated after every epoch; its accuracy is in state().epoch_accuracy.
+  /// A loader evaluated after every epoch; its accuracy is in state().epoch_accuracy.
   void set_validation(data::Loader* loader) { validation_ = loader; }
-  // More tensors that a run's checkpoints must hold ("extra.<name>.<key>"), e.g. a lookahead's or an
-  // EMA's average (ModelAverage::average()); handles, so the checkpoint sees their current values
-  // and load_checkpoint() copies into them.
+  /// More tensors that a run's checkpoints must hold ("extra.<name>.<key>"), e.g. a lookahead's or an
+  /// EMA's average (ModelAverage::average()); handles, so the checkpoint sees their current values
+  /// and load_checkpoint() copies into them.
   void checkpoint_extra(const std::string& name, const StateDict<float>& tensors) { extras_.push_back({name, tensors}); }
 
+  /// The options (may be changed before fit()).
   TrainerOptions& options() { return options_; }
+  /// Where the run is.
   const TrainerState& state() const { return state_; }
+  /// The loss.
   CrossEntropyLoss<float>& criterion() { return criterion_; }
+  /// Training speed so far.
   double images_per_second() const { return state_.seconds > 0 ? double(state_.images_seen) / state_.seconds : 0; }
 
+  /// Trains until options().epochs or max_steps, resuming where load_checkpoint() left off.
   void fit() {
     model_.train();
     model_.set_needs_input_grad(false);
@@ -213,7 +229,7 @@ class Trainer {
     s.seconds += elapsed();
   }
 
-  // Writes a checkpoint of the run as it is now (see the top of the file).
+  /// Writes a checkpoint of the run as it is now (see the top of the file).
   void save_checkpoint(const std::string& path, double seconds_this_process = 0) {
     StateDict<float> tensors;
     tensors.append(model_.state_dict(), "model.");
@@ -250,7 +266,7 @@ class Trainer {
     io::save_safetensors(path, tensors, metadata);
   }
 
-  // Restores the run saved in `path` (see the top of the file). Returns the file's metadata.
+  /// Restores the run saved in `path` (see the top of the file). Returns the file's metadata.
   std::map<std::string, std::string> load_checkpoint(const std::string& path) {
     const io::SafetensorsFile file = io::read_safetensors(path);
     auto fail = [&](const std::string& what) { return DataError("checkpoint '" + path + "': " + what); };
@@ -347,7 +363,7 @@ class Trainer {
     return file.metadata;
   }
 
-  // The metadata of a checkpoint (to rebuild the model a run used before resuming it).
+  /// The metadata of a checkpoint (to rebuild the model a run used before resuming it).
   static std::map<std::string, std::string> checkpoint_metadata_of(const std::string& path) {
     return io::read_safetensors(path).metadata;
   }

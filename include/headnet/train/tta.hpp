@@ -36,6 +36,7 @@ inline void tta_view(const Tensor<float>& x, int d, bool mirror, Tensor<float>& 
 }
 }  // namespace detail
 
+/// evaluate() with test-time augmentation: level 0 (none), 1 (mirror) or 2 (mirror and translations).
 inline Evaluation evaluate_tta(Layer<float>& model, data::Loader& loader, int level) {
   if (level < 0 || level > 2) throw Error("evaluate_tta: level must be 0, 1 or 2, got " + std::to_string(level));
   struct View {

@@ -46,12 +46,19 @@
 namespace headnet {
 namespace viz {
 
+/// An RGB colour.
 struct Color {
-  std::uint8_t r, g, b;
+  std::uint8_t r;  ///< red
+  std::uint8_t g;  ///< green
+  std::uint8_t b;  ///< blue
 };
 
 namespace palette {
-constexpr Color white{255, 255, 255}, black{0, 0, 0}, grid{225, 225, 225}, axis{60, 60, 60};
+constexpr Color white{255, 255, 255};  ///< backgrounds
+constexpr Color black{0, 0, 0};  ///< text
+constexpr Color grid{225, 225, 225};  ///< grid lines
+constexpr Color axis{60, 60, 60};  ///< axes
+/// The i-th series colour (matplotlib's tab10, cycling).
 inline Color series(std::size_t i) {
   static const Color colors[] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40},
                                  {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127}};
@@ -59,21 +66,26 @@ inline Color series(std::size_t i) {
 }
 }  // namespace palette
 
+/// An RGB raster with lines, rectangles and text, saved as PNG with an SVG twin.
 class Canvas {
  public:
+  /// A width x height canvas filled with `background`.
   Canvas(int width, int height, Color background = palette::white)
       : width_(width), height_(height), pixels_(std::size_t(width) * height * 3) {
     rect(0, 0, width, height, background);
   }
+  /// The width in pixels.
   int width() const { return width_; }
+  /// The height in pixels.
   int height() const { return height_; }
 
+  /// Sets one pixel (ignored outside the canvas).
   void pixel(int x, int y, Color c) {
     if (x < 0 || y < 0 || x >= width_ || y >= height_) return;
     std::uint8_t* p = &pixels_[(std::size_t(y) * width_ + x) * 3];
     p[0] = c.r, p[1] = c.g, p[2] = c.b;
   }
-  // Filled rectangle [x0, x1) x [y0, y1).
+  /// Filled rectangle [x0, x1) x [y0, y1).
   void rect(int x0, int y0, int x1, int y1, Color c) {
     if (record_) {
       svg_ += "<rect x=\"" + std::to_string(std::min(x0, x1)) + "\" y=\"" + std::to_string(std::min(y0, y1)) + "\" width=\"" +
@@ -82,6 +94,7 @@ class Canvas {
     for (int y = std::max(0, std::min(y0, y1)); y < std::min(height_, std::max(y0, y1)); ++y)
       for (int x = std::max(0, std::min(x0, x1)); x < std::min(width_, std::max(x0, x1)); ++x) pixel(x, y, c);
   }
+  /// A straight line of `thickness` pixels.
   void line(double x0, double y0, double x1, double y1, Color c, int thickness = 1) {
     const bool was_recording = record_;
     if (record_) {
@@ -100,7 +113,7 @@ class Canvas {
     record_ = was_recording;
   }
 
-  // Text with its top-left corner at (x, y); the font is 7 pixels high at scale 1.
+  /// Text with its top-left corner at (x, y); the font is 7 pixels high at scale 1.
   void text(int x, int y, const std::string& s, int scale = 2, Color c = palette::black) {
     if (record_ && !s.empty()) {
       // Monospace text stretched to the bitmap font's width, its baseline where the bitmap's is.
@@ -120,18 +133,21 @@ class Canvas {
     }
     record_ = was_recording;
   }
+  /// The width of `s` in pixels at `scale`.
   static int text_width(const std::string& s, int scale = 2) {
     std::string copy = s;
     return stb_easy_font_width(&copy[0]) * scale;
   }
+  /// Text centred on x = cx.
   void text_centered(int cx, int y, const std::string& s, int scale = 2, Color c = palette::black) {
     text(cx - text_width(s, scale) / 2, y, s, scale, c);
   }
+  /// Text ending at x = right.
   void text_right(int right, int y, const std::string& s, int scale = 2, Color c = palette::black) {
     text(right - text_width(s, scale), y, s, scale, c);
   }
 
-  // Encodes the canvas as PNG and writes it atomically.
+  /// Encodes the canvas as PNG and writes it atomically.
   void save_png(const std::string& path) const {
     std::string bytes;
     auto append = [](void* context, void* data, int size) {
@@ -143,14 +159,14 @@ class Canvas {
     io::write_file_atomically(path, bytes);
   }
 
-  // The same drawing as SVG (rectangles, lines and text; not pixel()), written atomically.
+  /// The same drawing as SVG (rectangles, lines and text; not pixel()), written atomically.
   void save_svg(const std::string& path) const {
     const std::string w = std::to_string(width_), h = std::to_string(height_);
     io::write_file_atomically(path, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + w + "\" height=\"" + h +
                                         "\" viewBox=\"0 0 " + w + " " + h +
                                         "\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\">\n" + svg_ + "</svg>\n");
   }
-  // Both: `png_path` and the SVG beside it (".png" replaced by ".svg").
+  /// Both: `png_path` and the SVG beside it (".png" replaced by ".svg").
   void save(const std::string& png_path) const {
     save_png(png_path);
     const std::string base = png_path.size() > 4 && png_path.compare(png_path.size() - 4, 4, ".png") == 0
@@ -183,7 +199,7 @@ class Canvas {
   bool record_ = true;
 };
 
-// v with `decimals` digits after the point, as chart labels print numbers.
+/// v with `decimals` digits after the point, as chart labels print numbers.
 inline std::string fixed(double v, int decimals) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.*f", decimals, v);
@@ -294,7 +310,7 @@ inline Frame draw_frame(Canvas& c, const std::string& title, const std::string& 
 
 }  // namespace detail
 
-// One series of bars, optionally with +-error whiskers, values annotated above the bars.
+/// One series of bars, optionally with +-error whiskers, values annotated above the bars.
 inline void bar_chart(const std::string& path, const std::string& title, const std::vector<std::string>& categories,
                       const std::vector<double>& values, const std::string& y_label, double y_max,
                       const std::vector<double>& errors = {}, int decimals = 1) {
@@ -320,7 +336,7 @@ inline void bar_chart(const std::string& path, const std::string& title, const s
   c.save(path);
 }
 
-// Several series side by side within each category, with a legend; errors[s][i] optional.
+/// Several series side by side within each category, with a legend; errors[s][i] optional.
 inline void grouped_bar_chart(const std::string& path, const std::string& title,
                               const std::vector<std::string>& categories, const std::vector<std::string>& series,
                               const std::vector<std::vector<double>>& values, const std::string& y_label, double y_max,
@@ -354,11 +370,14 @@ inline void grouped_bar_chart(const std::string& path, const std::string& title,
   c.save(path);
 }
 
+/// One line of a line chart.
 struct LineSeries {
-  std::string name;
-  std::vector<double> x, y;
+  std::string name;  ///< the legend's name
+  std::vector<double> x;  ///< the points' x
+  std::vector<double> y;  ///< the points' y
 };
 
+/// Writes a line chart (PNG at `path`, SVG beside it) of the series against x.
 inline void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
                        const std::string& y_label, const std::vector<LineSeries>& series) {
   double x_min = 1e300, x_max = -1e300, y_max = -1e300;
@@ -384,7 +403,7 @@ inline void line_chart(const std::string& path, const std::string& title, const 
   c.save(path);
 }
 
-// A square matrix as a heat map with each cell's count: rows are true classes, columns predictions.
+/// A square matrix as a heat map with each cell's count: rows are true classes, columns predictions.
 inline void heatmap(const std::string& path, const std::string& title, const std::vector<std::string>& labels,
                     const std::vector<std::vector<std::int64_t>>& counts, const std::string& row_label,
                     const std::string& column_label) {
