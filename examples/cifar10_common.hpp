@@ -49,6 +49,9 @@ struct Recipe {
   std::string dataset = "cifar10";
   int image_size = 32;
   double val_fraction = 0;
+  // An image folder larger than this many MB of decoded images is streamed from disk (-1: half the
+  // machine's memory). Not part of the recipe: cached and streamed runs give the same results.
+  std::int64_t image_cache_mb = -1;
 
   nlohmann::json to_json() const {
     nlohmann::json j = {{"epochs", epochs}, {"batch", batch}, {"lr", lr},     {"momentum", momentum},
@@ -267,7 +270,8 @@ inline void show_test_images(headnet::Layer<float>& net, const ImageSet& test, c
   headnet::viz::Canvas canvas(pad + n * (side_w + pad), 2 * caption + side + 2 * pad);
   for (int i = 0; i < n; ++i) {
     const int x0 = pad + i * (side_w + pad), y0 = pad + caption;
-    const std::uint8_t* px = test.image(i);
+    std::vector<std::uint8_t> scratch(std::size_t(test.image_bytes()));
+    const std::uint8_t* px = test.image(i, scratch.data());
     const std::int64_t g = test.channels >= 3 ? plane : 0, b = test.channels >= 3 ? 2 * plane : 0;  // gray: one plane
     for (int y = 0; y < side; ++y)
       for (int x = 0; x < side_w; ++x) {
@@ -307,7 +311,15 @@ inline std::pair<ImageSet, ImageSet> load_data(const Recipe& r, const std::strin
     if (kind == "mnist") sets = {read_mnist(path, true), read_mnist(path, false)};
     else if (kind == "fashion-mnist") sets = {read_mnist(path, true, fashion_mnist_classes()), read_mnist(path, false, fashion_mnist_classes())};
     else if (kind == "cifar100") sets = {read_cifar100(path, true), read_cifar100(path, false)};
-    else if (kind == "imagefolder") sets.first = read_image_folder(path, r.image_size, r.image_size);
+    else if (kind == "imagefolder") {
+      const std::int64_t cache = r.image_cache_mb < 0 ? default_image_cache_bytes() : r.image_cache_mb << 20;
+      sets.first = read_image_folder(path, r.image_size, r.image_size, 3, cache);
+      if (sets.first.streamed()) {
+        std::printf("imagefolder: %lld images are streamed from disk (%lld MB decoded, more than the %lld MB cache)\n",
+                    static_cast<long long>(sets.first.size()),
+                    static_cast<long long>((sets.first.size() * sets.first.image_bytes()) >> 20), static_cast<long long>(cache >> 20));
+      }
+    }
     else throw headnet::Error("--dataset: unknown kind '" + kind + "' (cifar10, mnist, fashion-mnist, cifar100, imagefolder)");
     if (kind == "imagefolder" && !(r.val_fraction > 0)) throw headnet::Error("--dataset imagefolder needs --val-fraction > 0");
   }

@@ -43,6 +43,7 @@ struct FastRecipe {
   std::int64_t train_subset = 0;  // 0: all 50,000 training images
   std::string dataset = "cifar10";  // or KIND:PATH, as cifar10-train's --dataset
   double val_fraction = 0;
+  std::int64_t image_cache_mb = -1;  // not in results.json: cached and streamed runs are the same run
 
   nlohmann::json to_json() const {
     return {{"epochs", epochs}, {"batch", batch}, {"widths", {width1, width2, width3}}, {"lr", lr},
@@ -102,6 +103,9 @@ int main(int argc, char** argv) {
   app.add_option("--val-fraction", r.val_fraction,
                  "Evaluate on this fraction of the training images, held out, instead of the test set (imagefolder: 0.2)")
       ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--image-cache-mb", r.image_cache_mb,
+                 "Stream an imagefolder from disk when its decoded images exceed this many MB (default: half the memory)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
@@ -128,12 +132,16 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(out_dir);
     cifar10::Recipe data_recipe;
     data_recipe.dataset = r.dataset, data_recipe.val_fraction = r.val_fraction, data_recipe.seed = r.seed;
+    data_recipe.image_cache_mb = r.image_cache_mb;
     auto sets = cifar10::load_data(data_recipe, data_dir);
     data::ImageSet& train_set = sets.first;
     const data::ImageSet& test_set = sets.second;
     if (r.train_subset > 0 && r.train_subset < train_set.size()) {
       train_set.labels.resize(std::size_t(r.train_subset));
-      train_set.pixels.resize(std::size_t(r.train_subset * train_set.image_bytes()));
+      if (train_set.streamed())
+        train_set.files.resize(std::size_t(r.train_subset));
+      else
+        train_set.pixels.resize(std::size_t(r.train_subset * train_set.image_bytes()));
     }
     if (test_set.height < 25 || test_set.height > 32 || test_set.width < 25 || test_set.width > 32) {
       throw Error("cifar10-fast's network takes images of 25 to 32 pixels a side, the data has " + std::to_string(test_set.height) +

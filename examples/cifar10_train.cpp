@@ -80,6 +80,9 @@ int main(int argc, char** argv) {
   app.add_option("--val-fraction", recipe.val_fraction,
                  "Evaluate on this fraction of the training images, held out, instead of the test set (imagefolder: 0.2)")
       ->check(CLI::Range(0.0, 0.9));
+  app.add_option("--image-cache-mb", recipe.image_cache_mb,
+                 "Stream an imagefolder from disk when its decoded images exceed this many MB (default: half the memory)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);

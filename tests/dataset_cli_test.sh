@@ -16,6 +16,11 @@ check "trains on an image folder" '[ $? = 0 ]'
 check "the network takes 16x16 RGB images" "grep -q '(4, 3, 16, 16)' '$work/pets.txt' || grep -q 'conv1: Conv2d(3, 6' '$work/pets.txt'"
 check "classes come from the folder names" "grep -q 'Accuracy for class: red' '$work/pets.txt' && ! grep -q 'plane' '$work/pets.txt'"
 check "evaluates on the 20% held out (7 images)" "grep -q 'on the 7 test images' '$work/pets.txt'"
+# The same run with the folder streamed from disk (a cache of 0 MB): the same model, byte for byte.
+"$train" --dataset "imagefolder:$work/pets" --image-size 16 --epochs 3 --batch 4 --lr 0.01 --threads 2 --quiet \
+  --image-cache-mb 0 --out "$work/pets_streamed" > "$work/pets_streamed.txt" 2>&1
+check "trains on a streamed image folder" '[ $? = 0 ] && grep -q "images are streamed from disk" "$work/pets_streamed.txt"'
+check "streamed and cached runs give the same model" "cmp -s '$work/pets_run/model.safetensors' '$work/pets_streamed/model.safetensors'"
 "$predict" --model "$work/pets_run/model.safetensors" --top 1 "$work/pets/red/03.png" > "$work/predict.txt" 2>&1
 check "headnet-predict names a folder class for a photo" "grep -Eq '03.png: (red|green|blue) [01]\.[0-9]{3}$' '$work/predict.txt'"
 

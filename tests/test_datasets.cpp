@@ -119,6 +119,63 @@ TEST_CASE("ImageFolder: a missing folder, no classes, an empty class and a bad i
   CHECK_THROWS_WITH(data::read_image_folder(s.at("set")), Catch::Contains("broken.png: "));
 }
 
+TEST_CASE("ImageFolder: a set too large for the cache is streamed, with the cached set's batches", "[data][imagefolder]") {
+  Scratch s("image_folder_stream");
+  for (int i = 0; i < 23; ++i) {  // odd sizes, two classes, gray and colour
+    const int w = 7 + i % 5, h = 6 + i % 4, c = i % 3 == 0 ? 1 : 3;
+    const auto px = numbered(std::size_t(w * h * c), 3 + i);
+    const std::string file = s.at(std::string(i % 2 ? "b/" : "a/") + std::to_string(i) + ".png");
+    fs::create_directories(fs::path(file).parent_path());
+    REQUIRE(stbi_write_png(file.c_str(), w, h, c, px.data(), w * c));
+  }
+  const data::ImageSet cached = data::read_image_folder(s.root.string(), 6, 5, 3);
+  const std::int64_t bytes = cached.size() * cached.image_bytes();
+  CHECK_FALSE(cached.streamed());
+  CHECK_FALSE(data::read_image_folder(s.root.string(), 6, 5, 3, bytes).streamed());  // exactly fits
+  data::ImageSet streamed = data::read_image_folder(s.root.string(), 6, 5, 3, bytes - 1);
+  REQUIRE(streamed.streamed());
+  CHECK(streamed.pixels.empty());
+  CHECK(streamed.files.size() == 23);
+  CHECK(streamed.labels == cached.labels);
+  CHECK(streamed.class_names == cached.class_names);
+  std::vector<std::uint8_t> scratch(std::size_t(streamed.image_bytes()));
+  for (std::int64_t i = 0; i < streamed.size(); ++i) {
+    const std::uint8_t* a = cached.image(i);
+    const std::uint8_t* b = streamed.image(i, scratch.data());
+    CHECK(std::equal(a, a + cached.image_bytes(), b));
+  }
+  const data::Normalization n = data::Normalization::from_statistics(cached), m = data::Normalization::from_statistics(streamed);
+  CHECK((n.mean == m.mean && n.std == m.std));  // fewer than 2,000 images: every one measured
+  // Shuffled, augmented batches of 5 (the last one short): the same tensors and labels.
+  data::AugmentOptions aug;
+  aug.pad = 2, aug.flip = data::Flip::random, aug.cutout = 2;
+  data::BatchLoader from_memory(cached, 5, true, 11, n), from_disk(streamed, 5, true, 11, n);
+  from_memory.set_augmentation(aug, 3), from_disk.set_augmentation(aug, 3);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    Tensor<float> x, y;
+    std::vector<std::int32_t> lx, ly;
+    int batches = 0;
+    while (from_memory.next(x, lx)) {
+      REQUIRE(from_disk.next(y, ly));
+      CHECK(lx == ly);
+      CHECK(std::equal(x.begin(), x.end(), y.begin(), y.end()));
+      ++batches;
+    }
+    CHECK_FALSE(from_disk.next(y, ly));
+    CHECK(batches == 5);
+    from_memory.start_epoch(), from_disk.start_epoch();
+  }
+  // A held-out split moves file names, not pixels.
+  data::ImageSet held = data::split_off(streamed, 0.3, 5);
+  CHECK((held.streamed() && held.size() == 7 && streamed.size() == 16 && held.pixels.empty()));
+  // A file that goes bad after the scan stops the batch that holds it, naming the file.
+  write_file(streamed.files[3], {0x89, 'P', 'N', 'G', 1, 2, 3});
+  data::BatchLoader broken(streamed, 16, false, 0);
+  Tensor<float> x;
+  std::vector<std::int32_t> labels;
+  CHECK_THROWS_WITH(broken.next(x, labels), Catch::Contains("BatchLoader: " + streamed.files[3] + ": "));
+}
+
 TEST_CASE("MNIST: IDX files plain and gzipped give labels, pixels and shape; 1-channel batches", "[data][mnist]") {
   Scratch s("mnist");
   const auto pixels = numbered(3 * 5 * 4);

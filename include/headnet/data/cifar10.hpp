@@ -59,9 +59,14 @@ struct Cifar10 {
 
 /// Any data set of small images (CIFAR-10's by default; MNIST, CIFAR-100 and image folders fill in
 /// their own shape and classes): pixels (N, C, H, W) as bytes, labels 0 .. classes-1.
+///
+/// A streamed set (an image folder too large for memory, data/image_folder.hpp) keeps `pixels`
+/// empty and names each image's file in `files`; image(i, scratch) decodes it on demand, and
+/// BatchLoader decodes each batch's files in parallel.
 struct ImageSet {
   std::vector<std::uint8_t> pixels;  ///< images as bytes, (C, H, W) per image, one after the other
   std::vector<std::int32_t> labels;  ///< one label per image
+  std::vector<std::string> files;    ///< streamed sets only: the file of each image
   int channels = Cifar10::channels;  ///< channels per image (1 or 3)
   int height = Cifar10::height;  ///< rows per image
   int width = Cifar10::width;  ///< columns per image
@@ -72,8 +77,20 @@ struct ImageSet {
   std::int64_t size() const { return static_cast<std::int64_t>(labels.size()); }
   /// Bytes per image.
   std::int64_t image_bytes() const { return std::int64_t(channels) * height * width; }
-  /// The bytes of image i.
+  /// The bytes of image i (of a set held in memory).
   const std::uint8_t* image(std::int64_t i) const { return pixels.data() + i * image_bytes(); }
+  /// Whether the images stay on disk, decoded on demand.
+  bool streamed() const { return !files.empty(); }
+  /// The bytes of image i: in memory, or decoded from its file into `scratch` (image_bytes()
+  /// bytes) for a streamed set. Safe to call from several threads with different scratch buffers.
+  const std::uint8_t* image(std::int64_t i, std::uint8_t* scratch) const {
+    if (!streamed()) return image(i);
+    decode_file(files[std::size_t(i)], channels, height, width, scratch);
+    return scratch;
+  }
+  /// Decodes an image file to channels x height x width bytes (shorter side scaled, centre cut),
+  /// as image folders are read. Set by data/image_folder.hpp, so that this header needs no decoder.
+  void (*decode_file)(const std::string& path, int channels, int height, int width, std::uint8_t* out) = nullptr;
   /// The name of class c: class_names[c], CIFAR-10's, or "c".
   std::string class_name(int c) const {
     if (std::size_t(c) < class_names.size()) return class_names[std::size_t(c)];
@@ -152,20 +169,25 @@ struct Normalization {
   /// The tutorial's normalisation: mean 0.5, std 0.5, pixels to [-1, 1].
   static Normalization tutorial() { return {}; }
   /// The per-channel mean and standard deviation of a set's pixels (scaled to [0, 1]).
+  /// A streamed set is measured on 2,000 images evenly spaced through it (decoding them all would
+  /// cost a whole epoch).
   static Normalization from_statistics(const ImageSet& set) {
     Normalization n;
     const std::int64_t plane = std::int64_t(set.height) * set.width;
+    const std::int64_t step = set.streamed() ? std::max<std::int64_t>(1, set.size() / 2000) : 1;
+    std::vector<std::uint8_t> scratch(set.streamed() ? std::size_t(set.image_bytes()) : 0);
     for (int c = 0; c < std::min(3, set.channels); ++c) {
       double sum = 0, sum_sq = 0;
-      for (std::int64_t i = 0; i < set.size(); ++i) {
-        const std::uint8_t* p = set.image(i) + c * plane;
+      std::int64_t images = 0;
+      for (std::int64_t i = 0; i < set.size(); i += step, ++images) {
+        const std::uint8_t* p = set.image(i, scratch.data()) + c * plane;
         for (std::int64_t k = 0; k < plane; ++k) {
           const double v = p[k] / 255.0;
           sum += v;
           sum_sq += v * v;
         }
       }
-      const double count = double(set.size()) * double(plane);
+      const double count = double(images) * double(plane);
       const double mean = count > 0 ? sum / count : 0.0;
       n.mean[std::size_t(c)] = float(mean);
       n.std[std::size_t(c)] = float(count > 0 ? std::sqrt(std::max(1e-12, sum_sq / count - mean * mean)) : 1.0);
@@ -185,8 +207,10 @@ class BatchLoader : public Loader {
               Normalization normalization = Normalization::tutorial())
       : set_(&set), batch_size_(batch_size), shuffle_(shuffle), generator_(initial_generator(seed)), order_(std::size_t(set.size())) {
     detail::require_at_least("BatchLoader", "batch_size", batch_size, 1);
+    const std::size_t stored = set.streamed() ? set.files.size() * std::size_t(set.image_bytes()) : set.pixels.size();
+    if (set.streamed() && !set.decode_file) throw ShapeError("BatchLoader: a streamed image set needs its decode_file");
     if (set.channels < 1 || set.channels > 3 || set.height < 1 || set.width < 1 ||
-        set.pixels.size() != std::size_t(set.size() * set.image_bytes())) {
+        stored != std::size_t(set.size() * set.image_bytes())) {
       throw ShapeError("BatchLoader: the image set must hold 1 to 3 channels of H x W bytes per image, got " +
                        std::to_string(set.channels) + "x" + std::to_string(set.height) + "x" + std::to_string(set.width) +
                        " and " + std::to_string(set.pixels.size()) + " bytes for " + std::to_string(set.size()) + " images");
@@ -233,14 +257,24 @@ class BatchLoader : public Loader {
     const std::int64_t image_bytes = set_->image_bytes(), plane = std::int64_t(H) * W;
     buffer_.resize({b, C, H, W});
     labels.resize(std::size_t(b));
-    const bool augment = augmentation_.any();
-    const int threads = b >= 64 ? num_threads() : 1;
+    const bool augment = augmentation_.any(), streamed = set_->streamed();
+    // Decoding files is worth a thread per image from the first; converting bytes only in bulk.
+    const int threads = b >= 64 || (streamed && b > 1) ? num_threads() : 1;
     if (augment && std::int64_t(scratch_.size()) < std::int64_t(threads) * image_bytes)
       scratch_.resize(std::size_t(threads * image_bytes));  // grows once, before the threads
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+    if (streamed && std::int64_t(decoded_.size()) < b * image_bytes) decoded_.resize(std::size_t(b * image_bytes));
+    std::vector<std::string>& errors = errors_;
+    if (streamed) errors.assign(std::size_t(b), std::string());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
     for (std::int64_t i = 0; i < b; ++i) {
       const std::int64_t index = order_[std::size_t(position_ + i)];
-      const std::uint8_t* src = set_->image(index);
+      const std::uint8_t* src = nullptr;
+      try {
+        src = set_->image(index, decoded_.data() + i * image_bytes);
+      } catch (const std::exception& e) {  // exceptions must not leave a parallel region
+        errors[std::size_t(i)] = e.what();
+        continue;
+      }
       float* dst = buffer_.data() + i * image_bytes;
       for (int c = 0; c < C; ++c) {
         const float* table = lookup_[std::size_t(c)].data();
@@ -250,6 +284,9 @@ class BatchLoader : public Loader {
         augmentation_.apply(dst, C, H, W, epoch_, index, scratch_.data() + std::int64_t(thread_index()) * image_bytes);
       labels[std::size_t(i)] = set_->labels[std::size_t(index)];
     }
+    if (streamed)
+      for (const auto& e : errors)
+        if (!e.empty()) throw DataError("BatchLoader: " + e);
     position_ += b;
     images = buffer_;
     return true;
@@ -283,6 +320,8 @@ class BatchLoader : public Loader {
   Augmentation augmentation_;
   bool drop_last_ = false;
   std::vector<float> scratch_;          // one image per thread, for the augmentation
+  std::vector<std::uint8_t> decoded_;   // a streamed set's batch, decoded
+  std::vector<std::string> errors_;     // a streamed set's decoding errors, by image of the batch
   std::vector<std::int64_t> order_;
   std::int64_t position_ = 0;
   std::array<std::array<float, 256>, 3> lookup_{};

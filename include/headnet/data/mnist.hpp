@@ -224,12 +224,15 @@ inline ImageSet split_off(ImageSet& set, double fraction, std::uint64_t seed) {
   std::vector<bool> is_held(order.size(), false);
   for (std::size_t i = 0; i < held; ++i) is_held[std::size_t(order[i])] = true;
   ImageSet kept = set, out = set;
-  kept.pixels.clear(), kept.labels.clear(), out.pixels.clear(), out.labels.clear();
+  kept.pixels.clear(), kept.labels.clear(), kept.files.clear(), out.pixels.clear(), out.labels.clear(), out.files.clear();
   const std::int64_t bytes = set.image_bytes();
   for (std::int64_t i = 0; i < set.size(); ++i) {
     ImageSet& to = is_held[std::size_t(i)] ? out : kept;
     to.labels.push_back(set.labels[std::size_t(i)]);
-    to.pixels.insert(to.pixels.end(), set.image(i), set.image(i) + bytes);
+    if (set.streamed())
+      to.files.push_back(set.files[std::size_t(i)]);
+    else
+      to.pixels.insert(to.pixels.end(), set.image(i), set.image(i) + bytes);
   }
   set = std::move(kept);
   return out;
