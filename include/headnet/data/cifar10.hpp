@@ -234,6 +234,18 @@ class BatchLoader : public Loader {
   void set_drop_last(bool drop) { drop_last_ = drop; }
   /// The number of epochs started.
   std::int64_t epoch() const { return epoch_; }
+  /// Draws only this rank's shard, as PyTorch's DistributedSampler: every rank shuffles the same
+  /// permutation, pads it with its own beginning to a multiple of `world` images, and takes every
+  /// world-th image from position `rank`. Each rank then has as many batches as the others (their
+  /// collectives must pair up), and a batch of B per rank covers what one process would see in a
+  /// batch of B x world.
+  void set_shard(int rank, int world) {
+    if (world < 1 || rank < 0 || rank >= world) {
+      throw Error("BatchLoader: shard " + std::to_string(rank) + " of " + std::to_string(world) + " does not exist");
+    }
+    rank_ = rank, world_ = world;
+    position_ = std::min(position_, size());
+  }
 
   /// Starts a new pass over the data: reshuffles (when shuffling) and rewinds.
   void start_epoch() override {
@@ -244,7 +256,10 @@ class BatchLoader : public Loader {
     position_ = 0;
   }
 
-  std::int64_t size() const override { return drop_last_ ? set_->size() / batch_size_ * batch_size_ : set_->size(); }
+  std::int64_t size() const override {
+    const std::int64_t shard = (set_->size() + world_ - 1) / world_;
+    return drop_last_ ? shard / batch_size_ * batch_size_ : shard;
+  }
   /// Batches in one epoch.
   std::int64_t batches_per_epoch() const override { return (size() + batch_size_ - 1) / batch_size_; }
 
@@ -267,7 +282,7 @@ class BatchLoader : public Loader {
     if (streamed) errors.assign(std::size_t(b), std::string());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
     for (std::int64_t i = 0; i < b; ++i) {
-      const std::int64_t index = order_[std::size_t(position_ + i)];
+      const std::int64_t index = order_[std::size_t(((position_ + i) * world_ + rank_) % set_->size())];
       const std::uint8_t* src = nullptr;
       try {
         src = set_->image(index, decoded_.data() + i * image_bytes);
@@ -319,6 +334,7 @@ class BatchLoader : public Loader {
   std::int64_t epoch_ = -1;             // passes started, less one
   Augmentation augmentation_;
   bool drop_last_ = false;
+  int rank_ = 0, world_ = 1;            // this loader's shard (set_shard)
   std::vector<float> scratch_;          // one image per thread, for the augmentation
   std::vector<std::uint8_t> decoded_;   // a streamed set's batch, decoded
   std::vector<std::string> errors_;     // a streamed set's decoding errors, by image of the batch

@@ -91,5 +91,65 @@ void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T*
   }
 }
 
+/// Per-channel sum and sum of squares of x (N, C, S), in double: what SyncBatchNorm adds up over
+/// the processes before it forms the mean and variance.
+template <typename T>
+void batchnorm_sums(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, double* sum, double* sum_squares) {
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    double a = 0, b = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) {
+        a += double(p[s]);
+        b += double(p[s]) * double(p[s]);
+      }
+    }
+    sum[c] = a, sum_squares[c] = b;
+  }
+}
+
+/// batchnorm_backward in two halves, so that the sums can be added up over processes in between
+/// (SyncBatchNorm): first sum dy and sum dy xhat per channel...
+template <typename T>
+void batchnorm_backward_sums(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
+                             const T* invstd, double* sum_dy, double* sum_dy_xhat) {
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const double m = double(mean[c]), is = double(invstd[c]);
+    double a = 0, b = 0;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      const T* g = dy + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) {
+        a += double(g[s]);
+        b += double(g[s]) * (double(p[s]) - m) * is;
+      }
+    }
+    sum_dy[c] = a, sum_dy_xhat[c] = b;
+  }
+}
+
+/// ...then dx = gamma invstd (dy - sum_dy / M - xhat sum_dy_xhat / M), M the number of values the
+/// statistics were taken over (all processes').
+template <typename T>
+void batchnorm_backward_input(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
+                              const T* invstd, const T* gamma, double M, const double* sum_dy, const double* sum_dy_xhat,
+                              T* dx) {
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const double m = double(mean[c]), is = double(invstd[c]);
+    const double scale = (gamma ? double(gamma[c]) : 1.0) * is;
+    const double mean_dy = sum_dy[c] / M, mean_dy_xhat = sum_dy_xhat[c] / M;
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      const T* g = dy + (n * C + c) * S;
+      T* d = dx + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s)
+        d[s] = T(scale * (double(g[s]) - mean_dy - (double(p[s]) - m) * is * mean_dy_xhat));
+    }
+  }
+}
+
 }  // namespace kernels
 }  // namespace headnet

@@ -12,7 +12,9 @@
 // The arithmetic is in kernels/batchnorm.hpp.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,10 +54,27 @@ class BatchNorm : public Layer<T> {
       if (this->training_ && N * S <= 1) {
         throw ShapeError(this->type() + ": expected more than 1 value per channel when training, got input " + x.shape().str());
       }
-      kernels::batchnorm_statistics(N, C, S, x.data(), mean_.data(), var_.data());
+      double count = double(N * S);
+      if (reduce_ && this->training_) {
+        // SyncBatchNorm: the statistics of every process's batch together.
+        sync_.resize(std::size_t(2 * C + 1));
+        kernels::batchnorm_sums(N, C, S, x.data(), sync_.data(), sync_.data() + C);
+        sync_[std::size_t(2 * C)] = count;
+        reduce_(sync_.data(), sync_.size());
+        count = sync_[std::size_t(2 * C)];
+        for (std::int64_t c = 0; c < C; ++c) {
+          const double mean = sync_[std::size_t(c)] / count;
+          mean_.data()[c] = T(mean);
+          var_.data()[c] = T(std::max(0.0, sync_[std::size_t(C + c)] / count - mean * mean));
+        }
+        synced_count_ = count;
+      } else {
+        kernels::batchnorm_statistics(N, C, S, x.data(), mean_.data(), var_.data());
+        synced_count_ = 0;
+      }
       for (std::int64_t c = 0; c < C; ++c) invstd_.data()[c] = T(1) / std::sqrt(var_.data()[c] + T(eps_));
       if (this->training_ && track_running_stats_) {
-        const T m = T(momentum_), unbias = T(double(N * S) / double(N * S - 1));
+        const T m = T(momentum_), unbias = T(count / (count - 1));
         for (std::int64_t c = 0; c < C; ++c) {
           running_mean_.data()[c] = (T(1) - m) * running_mean_.data()[c] + m * mean_.data()[c];
           running_var_.data()[c] = (T(1) - m) * running_var_.data()[c] + m * var_.data()[c] * unbias;
@@ -82,6 +101,23 @@ class BatchNorm : public Layer<T> {
     if (this->needs_input_grad_) {
       grad_input_.resize(input_.shape());
       dx = grad_input_.data();
+    }
+    if (synced_count_ > 0 && batch_statistics_) {
+      // SyncBatchNorm: the parameter gradients from this process's sums (the data-parallel wrapper
+      // averages them), dx from everyone's.
+      sync_.resize(std::size_t(2 * C));
+      kernels::batchnorm_backward_sums(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(), sync_.data(),
+                                       sync_.data() + C);
+      for (std::int64_t c = 0; c < C; ++c) {
+        if (affine_ && this->requires_grad("weight")) grad_weight_.data()[c] += T(sync_[std::size_t(C + c)]);
+        if (affine_ && this->requires_grad("bias")) grad_bias_.data()[c] += T(sync_[std::size_t(c)]);
+      }
+      reduce_(sync_.data(), sync_.size());
+      if (dx)
+        kernels::batchnorm_backward_input(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(),
+                                          affine_ ? weight_.data() : nullptr, synced_count_, sync_.data(),
+                                          sync_.data() + C, dx);
+      return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
     }
     kernels::batchnorm_backward(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(),
                                 affine_ ? weight_.data() : nullptr, batch_statistics_, dx,
@@ -111,6 +147,10 @@ class BatchNorm : public Layer<T> {
     }
   }
 
+  /// Batch statistics over several processes (SyncBatchNorm; dist/data_parallel.hpp sets it):
+  /// `reduce` replaces its `count` doubles by their sums over the processes, and is called by every
+  /// process at the same point of forward (training) and backward. Empty: this process's batch.
+  void set_statistics_reducer(std::function<void(double* values, std::size_t count)> reduce) { reduce_ = std::move(reduce); }
   /// gamma, the per-feature scale.
   Tensor<T>& weight() { return weight_; }
   /// beta, the per-feature shift.
@@ -175,6 +215,9 @@ class BatchNorm : public Layer<T> {
 
   int num_features_;
   double eps_, momentum_;
+  std::function<void(double*, std::size_t)> reduce_;  // SyncBatchNorm's sum over processes, or empty
+  std::vector<double> sync_;                           // the sums it adds up
+  double synced_count_ = 0;                            // values behind the last synced statistics; 0: local
   bool affine_, track_running_stats_;
   int min_rank_, max_rank_;
   bool batch_statistics_ = true;  // whether the last forward normalised with the batch's statistics

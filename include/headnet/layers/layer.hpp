@@ -296,6 +296,12 @@ class Layer {
   /// Undoes fuse_next().
   virtual void unfuse() {}
 
+  /// Calls visit(layer) for this layer and every descendant, parents first.
+  template <typename Visit>
+  void for_each_layer(Visit&& visit) {
+    walk("", [&](const std::string&, Layer& layer) { visit(layer); });
+  }
+
  protected:
   /// output_shape() with the layer's type in front of any error, for a layer used on its own.
   Shape checked_output_shape(const Shape& input) const {

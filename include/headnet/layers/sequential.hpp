@@ -18,6 +18,7 @@
 //   computes, for a user who inspects the conv's output before its ReLU).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -113,10 +114,17 @@ class Sequential : public Layer<T> {
 
   Tensor<T> backward(const Tensor<T>& dy) override {
     Tensor<T> g = dy;
-    for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
-      if (!it->fused) g = it->layer->backward(g);
+    for (std::size_t i = layers_.size(); i-- > 0;) {
+      if (!layers_[i].fused) g = layers_[i].layer->backward(g);
+      if (after_backward_) after_backward_(i);
+    }
     return g;
   }
+
+  /// Called with i after layer i's backward (fused layers included, last to first): its parameter
+  /// gradients are then final, so a data-parallel wrapper can start sending them while the earlier
+  /// layers compute (dist/data_parallel.hpp). Empty by default.
+  void set_after_backward(std::function<void(std::size_t)> hook) { after_backward_ = std::move(hook); }
 
   /// Whether layers fuse (see the top of the file); on by default.
   bool fusion() const { return fusion_; }
@@ -162,6 +170,7 @@ class Sequential : public Layer<T> {
     std::unique_ptr<Layer<T>> layer;
     bool fused;  // computed by the previous layer
   };
+  std::function<void(std::size_t)> after_backward_;
   // Offers layer n-1 (of the first n) to layer n-2.
   void fuse_last(std::size_t n) {
     if (n < 2 || layers_[n - 2].fused) return;

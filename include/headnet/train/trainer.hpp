@@ -50,6 +50,7 @@
 #include "headnet/loss/cross_entropy.hpp"
 #include "headnet/optim/lr_scheduler.hpp"
 #include "headnet/optim/optimizer.hpp"
+#include "headnet/train/distributed.hpp"
 #include "headnet/train/evaluate.hpp"
 #include "headnet/train/progress.hpp"
 
@@ -117,6 +118,10 @@ class Trainer {
 
   /// A schedule stepped per batch or per epoch (options.schedule_per); its position is checkpointed.
   void set_scheduler(LRScheduler<float>* scheduler) { scheduler_ = scheduler; }
+  /// Data-parallel training (dist/data_parallel.hpp): the loader must give this rank's shard. The
+  /// losses logged are the means over the ranks; only rank 0 writes checkpoints, and they record
+  /// the world size, which a resume must match.
+  void set_distributed(Distributed* distributed) { distributed_ = distributed; }
   /// A loader evaluated after every epoch; its accuracy is in state().epoch_accuracy.
   void set_validation(data::Loader* loader) { validation_ = loader; }
   /// More tensors that a run's checkpoints must hold ("extra.<name>.<key>"), e.g. a lookahead's or an
@@ -143,7 +148,9 @@ class Trainer {
     const auto start = std::chrono::steady_clock::now();
     const std::int64_t images_before = state_.images_seen;
     auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
-    ProgressBar progress(options_.progress, options_.progress_prefix);
+    const bool main_rank = !distributed_ || distributed_->rank() == 0;
+    const std::int64_t world = distributed_ ? distributed_->world_size() : 1;
+    ProgressBar progress(options_.progress && main_rank, options_.progress_prefix);
     Tensor<float> images;
     std::vector<std::int32_t> labels;
     TrainerState& s = state_;
@@ -164,15 +171,24 @@ class Trainer {
       while ((options_.max_steps <= 0 || std::int64_t(s.epoch) * steps + s.step < options_.max_steps) &&
              loader_.next(images, labels)) {
         optimizer_.zero_grad();
-        const float loss = criterion_.forward(model_.forward(images), labels);
+        if (distributed_) distributed_->before_forward();
+        float loss = criterion_.forward(model_.forward(images), labels);
+        if (distributed_) {
+          // Every rank must take the same decision: go on with the backward pass (its collectives
+          // wait for all ranks), then judge the loss averaged over them.
+          distributed_->before_backward();
+          model_.backward(criterion_.backward());
+          distributed_->after_backward();
+          loss = float(distributed_->average(loss));
+        }
         if (!std::isfinite(loss)) stop(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite") + "; " + diagnose_nonfinite(images));
-        model_.backward(criterion_.backward());
+        if (!distributed_) model_.backward(criterion_.backward());
         for (const auto& p : params)
           if (!all_finite(p.grad)) stop("the gradient of " + p.name + " holds a NaN or infinity");
         optimizer_.step();
         if (scheduler_ && options_.schedule_per == SchedulePer::step) scheduler_->step();
         ++s.step;
-        s.images_seen += std::int64_t(labels.size());
+        s.images_seen += std::int64_t(labels.size()) * world;
         s.log_loss += loss;
         s.curve_loss += loss;
         ++s.curve_count;
@@ -190,7 +206,7 @@ class Trainer {
           s.curve_loss = 0;
           s.curve_count = 0;
         }
-        if (!options_.checkpoint_path.empty() && s.step < steps && options_.checkpoint_every > 0 &&
+        if (main_rank && !options_.checkpoint_path.empty() && s.step < steps && options_.checkpoint_every > 0 &&
             global_step % options_.checkpoint_every == 0) {
           save_checkpoint(options_.checkpoint_path, elapsed());
         }
@@ -219,7 +235,7 @@ class Trainer {
       if (on_epoch_end) on_epoch_end(s.epoch, s);
       s.step = 0;
       s.log_loss = 0;
-      if (!options_.checkpoint_path.empty()) {
+      if (main_rank && !options_.checkpoint_path.empty()) {
         ++s.epoch;
         save_checkpoint(options_.checkpoint_path, elapsed());
         --s.epoch;
@@ -262,6 +278,7 @@ class Trainer {
     for (const auto& g : model_.generators()) j["generators"][g.first] = words(g.second->state());
     std::map<std::string, std::string> metadata = checkpoint_metadata;
     metadata["headnet_checkpoint"] = "2";
+    if (distributed_) metadata["world_size"] = std::to_string(distributed_->world_size());
     metadata["trainer"] = j.dump();
     io::save_safetensors(path, tensors, metadata);
   }
@@ -275,6 +292,13 @@ class Trainer {
       throw DataError("'" + path + "' is not a headnet checkpoint (its metadata has no trainer state)" +
                       (version != file.metadata.end() ? ": it was written by an older headnet; start the run again"
                                                       : std::string()));
+    }
+    const auto stored_world = file.metadata.find("world_size");
+    const int world = distributed_ ? distributed_->world_size() : 1;
+    const std::string written_by = stored_world == file.metadata.end() ? "1" : stored_world->second;
+    if (written_by != std::to_string(world)) {
+      throw fail("it was written by " + written_by + " process" + (written_by == "1" ? "" : "es") + ", this run has " +
+                 std::to_string(world) + "; resume with the same number of processes (mpirun -np " + written_by + ")");
     }
     TrainerState s;
     data::LoaderState ls;
@@ -433,6 +457,7 @@ class Trainer {
   LRScheduler<float>* scheduler_ = nullptr;
   std::vector<std::pair<std::string, StateDict<float>>> extras_;
   data::Loader* validation_ = nullptr;
+  Distributed* distributed_ = nullptr;
   CrossEntropyLoss<float> criterion_;
   TrainerState state_;
 };
