@@ -20,7 +20,11 @@
 #include <headnet/headnet.hpp>
 #include <headnet/io/onnx.hpp>
 #include <headnet/models/tutorial_net.hpp>
+#include <headnet/train/distributed.hpp>
 #include <headnet/viz/chart.hpp>
+#ifdef HEADNET_WITH_MPI
+#include <headnet/dist/data_parallel.hpp>
+#endif
 
 namespace cifar10 {
 
@@ -98,8 +102,54 @@ struct RunResult {
 };
 
 // How one run reports and checkpoints.
+// The processes of a run: MPI's when the trainers are built with it (HEADNET_WITH_MPI) and started
+// by mpirun, otherwise one process. Only rank 0 prints and writes files.
+#ifdef HEADNET_WITH_MPI
+using Session = headnet::dist::Session;
+// The runtime that keeps the ranks' replicas equal, or null for one process.
+inline std::unique_ptr<headnet::train::Distributed> data_parallel(Session& session, headnet::Layer<float>& net,
+                                                                  bool sum_gradients = false, bool sync_batchnorm = false) {
+  if (!session.active()) return nullptr;
+  headnet::dist::DataParallelOptions o;
+  o.sum_gradients = sum_gradients;
+  o.sync_batchnorm = sync_batchnorm;
+  return std::make_unique<headnet::dist::DataParallel<float>>(net, MPI_COMM_WORLD, o);
+}
+#else
+struct Session {
+  Session(int&, char**&) {}
+  bool active() const { return false; }
+  int rank() const { return 0; }
+  int size() const { return 1; }
+  int abort(const std::string& program, const std::string& message, int code = 1) {
+    std::fprintf(stderr, "%s: error: %s\n", program.c_str(), message.c_str());
+    return code;
+  }
+};
+inline std::unique_ptr<headnet::train::Distributed> data_parallel(Session&, headnet::Layer<float>&, bool = false, bool = false) {
+  return nullptr;
+}
+#endif
+
+// Ranks other than 0 stay silent: their stdout goes nowhere (errors still reach stderr).
+inline void quiet_unless_main(const Session& session) {
+  if (session.rank() != 0 && !std::freopen("/dev/null", "w", stdout)) std::fclose(stdout);
+}
+
+// The global batch must split evenly over the processes.
+inline void check_batch_splits(int batch, int world) {
+  if (batch % world != 0) {
+    throw headnet::Error("--batch " + std::to_string(batch) + " does not split evenly over " + std::to_string(world) +
+                         " processes (each takes batch / processes images per step)");
+  }
+}
+
 struct RunOptions {
   std::function<void(const std::string&)> log;  // the tutorial's loss lines; may be empty
+  // Data-parallel runs (mpirun): this process's rank and the number of processes; the runtime that
+  // keeps the replicas equal (null for one process). The recipe's batch is the global one.
+  int rank = 0, world = 1;
+  headnet::train::Distributed* distributed = nullptr;
   bool progress = true;
   std::string progress_prefix;
   std::string checkpoint_path;      // empty: no checkpoints
@@ -166,7 +216,8 @@ inline std::unique_ptr<headnet::LRScheduler<float>> make_schedule(const Recipe& 
 // from the recipe's seed, the tutorial's loss line every print_every steps; then the test set.
 inline RunResult train_and_evaluate(const Recipe& recipe, const ImageSet& train_set, const ImageSet& test,
                                     headnet::Sequential<float>& net, const RunOptions& run = RunOptions()) {
-  headnet::data::BatchLoader loader(train_set, recipe.batch, true, recipe.seed);
+  headnet::data::BatchLoader loader(train_set, recipe.batch / run.world, true, recipe.seed);
+  if (run.distributed) loader.set_shard(run.rank, run.world);
   const auto optimizer = make_optimizer(recipe, net);
   const auto schedule = make_schedule(recipe, *optimizer, loader.batches_per_epoch() * recipe.epochs);
   headnet::train::TrainerOptions options;
@@ -178,6 +229,7 @@ inline RunResult train_and_evaluate(const Recipe& recipe, const ImageSet& train_
   options.checkpoint_every = run.checkpoint_every;
   options.debug_kill_at_step = run.kill_at_step;
   headnet::train::Trainer trainer(net, *optimizer, loader, options);
+  trainer.set_distributed(run.distributed);
   trainer.set_scheduler(schedule.get());
   trainer.checkpoint_metadata = {{"recipe", recipe.to_json().dump()}};
   trainer.on_log = [&](int epoch, std::int64_t step, double mean_loss) {

@@ -69,10 +69,12 @@ data::Normalization cifar_normalization() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cifar10::Session mpi(argc, argv);  // under mpirun: one rank of a data-parallel run
   CLI::App app{"Train CIFAR-10 with the airbench94 recipe (94% in about 10 epochs)", "cifar10-fast"};
   FastRecipe r;
   std::string data_dir = "data", out_dir = "runs/fast", resume_dir, onnx_file;
   std::int64_t checkpoint_every = 48, kill_at_step = 0;
+  bool sync_batchnorm = false;
   bool quiet = false, no_whiten = false, no_dirac = false, no_lookahead = false, no_alt_flip = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches")->capture_default_str();
   app.add_option("--out", out_dir, "Folder for results.json, model.safetensors and the charts")->capture_default_str();
@@ -107,6 +109,8 @@ int main(int argc, char** argv) {
                  "Stream an imagefolder from disk when its decoded images exceed this many MB (default: half the memory)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--export-onnx", onnx_file, "Also write the trained model as ONNX to this file");
+  app.add_flag("--sync-batchnorm", sync_batchnorm,
+               "Under mpirun: BatchNorm statistics over all processes' images (default: each process its own)");
   app.add_flag("--quiet", quiet, "No progress line");
   CLI11_PARSE(app, argc, argv);
   if (r.dataset.rfind("imagefolder:", 0) == 0 && !(r.val_fraction > 0)) r.val_fraction = 0.2;
@@ -116,6 +120,7 @@ int main(int argc, char** argv) {
   r.alternating_flip = !no_alt_flip;
 
   try {
+    cifar10::quiet_unless_main(mpi);
     if (!resume_dir.empty()) {
       out_dir = resume_dir;
       const auto metadata = train::Trainer::checkpoint_metadata_of(resume_dir + "/checkpoint.safetensors");
@@ -174,7 +179,12 @@ int main(int argc, char** argv) {
       net.set_requires_grad("whiten.weight", false);
     }
 
-    data::BatchLoader loader(train_set, r.batch, true, r.seed, normalization);
+    // Under mpirun each rank takes batch / processes images of every batch; the loss is summed
+    // over the batch, so the gradients are summed over the ranks, not averaged.
+    cifar10::check_batch_splits(r.batch, mpi.size());
+    const auto parallel = cifar10::data_parallel(mpi, net, true, sync_batchnorm);
+    data::BatchLoader loader(train_set, r.batch / mpi.size(), true, r.seed, normalization);
+    if (parallel) loader.set_shard(mpi.rank(), mpi.size());
     loader.set_drop_last(true);
     data::AugmentOptions augment;
     augment.pad = 2;
@@ -211,6 +221,7 @@ int main(int argc, char** argv) {
     options.debug_kill_at_step = kill_at_step;
     options.curve_points_per_epoch = 1;  // the loss curve is the mean loss of each epoch (checkpointed)
     train::Trainer trainer(net, sgd, loader, options);
+    trainer.set_distributed(parallel.get());
     trainer.criterion() = CrossEntropyLoss<float>(Reduction::sum, r.label_smoothing);
     trainer.set_scheduler(&schedule);
     trainer.set_validation(&test);
@@ -231,8 +242,8 @@ int main(int argc, char** argv) {
       if (trainer.state().epoch >= r.whiten_bias_epochs) freeze_whitening_bias();
       std::printf("Resuming at epoch %d, step %lld\n", trainer.state().epoch + 1, (long long)trainer.state().step);
     }
-    std::printf("headnet %s, cifar10-fast, %d threads, seed %llu, %lld steps\n%s", HEADNET_VERSION_STRING, r.threads,
-                (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, test_set.channels, test_set.height, test_set.width}).c_str());
+    std::printf("headnet %s, cifar10-fast, %d threads%s, seed %llu, %lld steps\n%s", HEADNET_VERSION_STRING, r.threads,
+                mpi.active() ? (" x " + std::to_string(mpi.size()) + " processes (MPI)").c_str() : "", (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, test_set.channels, test_set.height, test_set.width}).c_str());
     std::fflush(stdout);
     trainer.fit();
     if (r.lookahead) lookahead.copy_to_model();
@@ -248,6 +259,7 @@ int main(int argc, char** argv) {
     std::printf("Test accuracy %.2f%% without TTA, %.2f%% with TTA level %d; training %.1f s (%.0f images/s), evaluation %.1f s\n",
                 plain.accuracy, tta.accuracy, r.tta, trainer.state().seconds, trainer.images_per_second(), eval_seconds);
 
+    if (mpi.rank() != 0) return 0;  // the files are rank 0's to write
     nlohmann::json results = cifar10::evaluation_json(tta, test_set.names());
     results["recipe"] = r.to_json();
     results["test_accuracy_without_tta"] = plain.accuracy;
@@ -281,10 +293,8 @@ int main(int argc, char** argv) {
                 out_dir.c_str());
     return 0;
   } catch (const NumericError& e) {
-    std::fprintf(stderr, "cifar10-fast: error: %s\n", e.what());
-    return 3;
+    return mpi.abort("cifar10-fast", e.what(), 3);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cifar10-fast: error: %s\n", e.what());
-    return 1;
+    return mpi.abort("cifar10-fast", e.what(), 1);
   }
 }

@@ -29,6 +29,7 @@ std::map<std::string, std::string> onnx_metadata(const cifar10::Recipe& recipe, 
 
 int main(int argc, char** argv) {
   using namespace cifar10;
+  Session mpi(argc, argv);  // under mpirun: one rank of a data-parallel run
   CLI::App app{"Train the PyTorch CIFAR-10 tutorial network with headnet", "cifar10-train"};
   Recipe recipe;
   std::string data_dir = "data";
@@ -89,6 +90,7 @@ int main(int argc, char** argv) {
   if (recipe.dataset.rfind("imagefolder:", 0) == 0 && !(recipe.val_fraction > 0)) recipe.val_fraction = 0.2;
 
   try {
+    quiet_unless_main(mpi);
     if (recipe.threads > 0) headnet::set_num_threads(recipe.threads);
     recipe.threads = headnet::num_threads();
     if (!resume_dir.empty()) out_dir = resume_dir;
@@ -97,7 +99,7 @@ int main(int argc, char** argv) {
     } catch (const std::filesystem::filesystem_error& e) {
       throw headnet::Error("cannot create the output folder '" + out_dir + "': " + e.code().message());
     }
-    {  // fail now, not after training, when --out cannot take our files
+    if (mpi.rank() == 0) {  // fail now, not after training, when --out cannot take our files
       const std::string probe = out_dir + "/.write-test";
       write_text_atomically(probe, "");
       std::filesystem::remove(probe);
@@ -141,6 +143,7 @@ int main(int argc, char** argv) {
         std::printf("Accuracy for class: %-5s is %.1f %%\n", test.class_name(c).c_str(), e.class_accuracy[std::size_t(c)]);
       nlohmann::json j = evaluation_json(e, test.names());
       j["weights"] = load_file;
+      if (mpi.rank() != 0) return 0;
       write_text_atomically(out_dir + "/evaluation.json", j.dump(2) + "\n");
       if (!onnx_file.empty()) {
         export_onnx(onnx_file, net, onnx_metadata(recipe, test), test);
@@ -151,7 +154,11 @@ int main(int argc, char** argv) {
 
     headnet::manual_seed(recipe.seed);
     auto net = make_net();
-    std::printf("headnet %s, %d threads, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
+    check_batch_splits(recipe.batch, mpi.size());
+    const auto parallel = data_parallel(mpi, net);
+    run.rank = mpi.rank(), run.world = mpi.size(), run.distributed = parallel.get();
+    std::printf("headnet %s, %d threads%s, seed %llu\n%s", HEADNET_VERSION_STRING, recipe.threads,
+                mpi.active() ? (" x " + std::to_string(mpi.size()) + " processes (MPI)").c_str() : "",
                 (unsigned long long)recipe.seed, net.summary({recipe.batch, test.channels, test.height, test.width}).c_str());
     std::fflush(stdout);
 
@@ -166,6 +173,7 @@ int main(int argc, char** argv) {
     std::printf("Accuracy of the network on the %lld test images: %d %%\n", (long long)test.size(), int(r.test.accuracy));
     for (int c = 0; c < test.classes; ++c)
       std::printf("Accuracy for class: %-5s is %.1f %%\n", test.class_name(c).c_str(), r.test.class_accuracy[std::size_t(c)]);
+    if (mpi.rank() != 0) return 0;  // the files are rank 0's to write
     show_test_images(net, test, out_dir + "/test_images.png");
 
     auto metadata = model_metadata("tutorial", headnet::data::Normalization::tutorial(), test);
@@ -184,10 +192,8 @@ int main(int argc, char** argv) {
                 out_dir.c_str());
     return 0;
   } catch (const headnet::NumericError& e) {
-    std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
-    return 3;
+    return mpi.abort("cifar10-train", e.what(), 3);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "cifar10-train: error: %s\n", e.what());
-    return 1;
+    return mpi.abort("cifar10-train", e.what(), 1);
   }
 }

@@ -10,7 +10,8 @@
 # any undocumented public item.
 set -euo pipefail
 
-packages=(g++ cmake make curl ca-certificates libeigen3-dev nlohmann-json3-dev libcli11-dev libstb-dev catch2 libbenchmark-dev)
+packages=(g++ cmake make curl ca-certificates libeigen3-dev nlohmann-json3-dev libcli11-dev libstb-dev catch2 libbenchmark-dev
+          openmpi-bin libopenmpi-dev)
 if [ "${1:-}" = "--tests" ] && [ "${HEADNET_NO_TORCH:-0}" != "1" ]; then
   packages+=(python3 python3-torch)
 fi

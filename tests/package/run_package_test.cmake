@@ -14,6 +14,10 @@ run(${CMAKE_COMMAND} --install ${HEADNET_BINARY_DIR} --prefix ${WORK_DIR}/prefix
 run(${CMAKE_COMMAND} -S ${here}/consumer -B ${WORK_DIR}/find_package -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
 run(${WORK_DIR}/find_package/consumer)
+if(EXISTS ${WORK_DIR}/find_package/dist_consumer)
+  run(${CMAKE_COMMAND} -E env OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ASAN_OPTIONS=detect_leaks=0
+      ${WORK_DIR}/find_package/dist_consumer)
+endif()
 run(${CMAKE_COMMAND} -S ${here}/subdirectory_consumer -B ${WORK_DIR}/add_subdirectory
     -DHEADNET_SOURCE_DIR=${HEADNET_SOURCE_DIR})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/add_subdirectory)

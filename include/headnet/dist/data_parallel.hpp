@@ -17,7 +17,8 @@
 //   the order backward produces them (last layer first). When a top-level layer of a Sequential
 //   has finished its backward, every bucket it completes is summed over the ranks with a
 //   non-blocking MPI_Iallreduce, so communication overlaps the backward pass of the layers before
-//   it; after the backward pass the wrapper waits for them and divides by the number of ranks;
+//   it; after the backward pass the wrapper waits for them and divides by the number of ranks
+//   (or not, with sum_gradients, for a loss summed over the batch);
 // - every rank then takes the same optimiser step on the same averaged gradients, so the weights
 //   stay bit-identical (tested after every step).
 // BatchNorm keeps per-rank batch statistics by default; with sync_batchnorm, every BatchNorm layer
@@ -49,6 +50,9 @@ struct DataParallelOptions {
   std::size_t bucket_bytes = std::size_t(1) << 20;  ///< gradient bytes per allreduce (PyTorch: 25 MB)
   bool sync_batchnorm = false;                      ///< BatchNorm statistics over all ranks' batches
   bool broadcast_buffers = true;                    ///< rank 0's buffers to all before each forward
+  /// Sum the gradients over the ranks instead of averaging them: for a loss reduced by sum over the
+  /// batch (cifar10-fast's), whose single-process gradient is the sum over all ranks' samples.
+  bool sum_gradients = false;
 };
 
 /// Keeps replicas of a model equal across MPI ranks: the Trainer's train::Distributed runtime.
@@ -113,7 +117,7 @@ class DataParallel : public train::Distributed {
       check_mpi(MPI_Waitall(int(requests_.size()), requests_.data(), MPI_STATUSES_IGNORE), "averaging the gradients: MPI_Waitall");
     }
     requests_.clear();
-    const T scale = T(1) / T(size_);
+    const T scale = options_.sum_gradients ? T(1) : T(1) / T(size_);
     for (auto& b : buckets_) {
       std::size_t offset = 0;
       for (std::size_t p : b.params) {
@@ -125,10 +129,10 @@ class DataParallel : public train::Distributed {
     }
   }
 
-  double average(double value) override {
-    double sum = value;
-    check_mpi(MPI_Allreduce(&value, &sum, 1, MPI_DOUBLE, MPI_SUM, comm_), "averaging the loss: MPI_Allreduce");
-    return sum / double(size_);
+  double combine_loss(double loss) override {
+    double sum = loss;
+    check_mpi(MPI_Allreduce(&loss, &sum, 1, MPI_DOUBLE, MPI_SUM, comm_), "combining the loss: MPI_Allreduce");
+    return options_.sum_gradients ? sum : sum / double(size_);
   }
 
   /// The number of gradient buckets (each one allreduce per step).

@@ -23,8 +23,9 @@ class Distributed {
   virtual void before_backward() = 0;
   /// After each backward pass: every gradient holds the mean over the ranks.
   virtual void after_backward() = 0;
-  /// The mean of `value` over the ranks (the same result on every rank).
-  virtual double average(double value) = 0;
+  /// The whole batch's loss from this rank's part of it (the same result on every rank): the mean
+  /// over the ranks for a mean-reduced loss, the sum for a sum-reduced one.
+  virtual double combine_loss(double loss) = 0;
 };
 
 }  // namespace train

@@ -119,8 +119,8 @@ class Trainer {
   /// A schedule stepped per batch or per epoch (options.schedule_per); its position is checkpointed.
   void set_scheduler(LRScheduler<float>* scheduler) { scheduler_ = scheduler; }
   /// Data-parallel training (dist/data_parallel.hpp): the loader must give this rank's shard. The
-  /// losses logged are the means over the ranks; only rank 0 writes checkpoints, and they record
-  /// the world size, which a resume must match.
+  /// losses logged are the whole batch's (Distributed::combine_loss); only rank 0 writes
+  /// checkpoints, and they record the world size, which a resume must match.
   void set_distributed(Distributed* distributed) { distributed_ = distributed; }
   /// A loader evaluated after every epoch; its accuracy is in state().epoch_accuracy.
   void set_validation(data::Loader* loader) { validation_ = loader; }
@@ -179,7 +179,7 @@ class Trainer {
           distributed_->before_backward();
           model_.backward(criterion_.backward());
           distributed_->after_backward();
-          loss = float(distributed_->average(loss));
+          loss = float(distributed_->combine_loss(loss));
         }
         if (!std::isfinite(loss)) stop(std::string("the loss is ") + (std::isnan(loss) ? "NaN" : "infinite") + "; " + diagnose_nonfinite(images));
         if (!distributed_) model_.backward(criterion_.backward());
