@@ -1,5 +1,7 @@
 // headnet-train-throughput: images/s of whole training steps (forward, loss, backward, SGD step)
-// for the tutorial network and its wide variant, on synthetic data.
+// for the tutorial network, its wide variant, the fast recipe's network (airbench, widths 64/256/256)
+// and ResNet-18 (CIFAR variant), on synthetic data. With --json, also the parameter count (the
+// gradient size a data-parallel step must allreduce; docs/distributed.md).
 //
 // For each (network, batch, threads): a warm-up of --warmup steps, then --repeats timed runs of
 // --steps steps each; prints the median and the spread, and with --json the raw figures.
@@ -13,6 +15,8 @@
 #include <nlohmann/json.hpp>
 
 #include <headnet/headnet.hpp>
+#include <headnet/models/airbench.hpp>
+#include <headnet/models/resnet.hpp>
 #include <headnet/models/tutorial_net.hpp>
 
 int main(int argc, char** argv) {
@@ -22,7 +26,7 @@ int main(int argc, char** argv) {
   int steps = 0, warmup = 0, repeats = 5;
   double seconds = 0.5;
   std::string json_path, algorithm_name = "automatic";
-  app.add_option("--nets", nets, "tutorial (conv1 6) and/or wide (conv1 128)")->capture_default_str();
+  app.add_option("--nets", nets, "tutorial (conv1 6), wide (conv1 128), fast (airbench) and/or resnet18")->capture_default_str();
   app.add_option("--batch", batches, "Batch sizes")->capture_default_str();
   app.add_option("--threads", thread_counts, "Thread counts")->capture_default_str();
   app.add_option("--steps", steps, "Steps per timed run (0: about --seconds)")->capture_default_str();
@@ -42,17 +46,22 @@ int main(int argc, char** argv) {
   nlohmann::json results = nlohmann::json::array();
   std::printf("%-9s %6s %8s %14s %14s %14s\n", "network", "batch", "threads", "median img/s", "min img/s", "max img/s");
   for (const auto& name : nets) {
-    if (name != "tutorial" && name != "wide") {
-      std::fprintf(stderr, "unknown network '%s' (tutorial or wide)\n", name.c_str());
+    if (name != "tutorial" && name != "wide" && name != "fast" && name != "resnet18") {
+      std::fprintf(stderr, "unknown network '%s' (tutorial, wide, fast or resnet18)\n", name.c_str());
       return 2;
     }
     for (int batch : batches) {
       for (int threads : thread_counts) {
         set_num_threads(threads);
         manual_seed(0);
-        auto net = models::tutorial_net<float>(name == "wide" ? 128 : 6, 16);
-        for (std::size_t i = 0; i < net.size(); ++i)
-          if (auto* conv = dynamic_cast<Conv2d<float>*>(&net[i])) conv->set_algorithm(algorithm);
+        auto net = name == "fast"       ? models::airbench<float>()
+                   : name == "resnet18" ? models::resnet18_cifar<float>()
+                                        : models::tutorial_net<float>(name == "wide" ? 128 : 6, 16);
+        net.for_each_layer([&](Layer<float>& layer) {
+          if (auto* conv = dynamic_cast<Conv2d<float>*>(&layer)) conv->set_algorithm(algorithm);
+        });
+        std::int64_t parameters = 0;
+        for (const auto& p : net.parameters()) parameters += p.value.numel();
         SGD<float> sgd(net.parameters(), SGDOptions(0.001).momentum(0.9));
         CrossEntropyLoss<float> criterion;
         Generator gen(1);
@@ -86,7 +95,7 @@ int main(int argc, char** argv) {
                     rates.back());
         std::fflush(stdout);
         results.push_back({{"network", name}, {"batch", batch}, {"threads", threads}, {"steps_per_run", n},
-                           {"images_per_second", rates}, {"median", median}});
+                           {"images_per_second", rates}, {"median", median}, {"parameters", parameters}});
       }
     }
   }

@@ -36,6 +36,9 @@ sys.exit(0 if len(la) == len(lb) > 0 and worst <= $3 and abs(a['test_accuracy'] 
 }
 check "the loss curve and accuracy of one process at the same global batch" "same_run '$work/one' '$work/two' 1e-5 0.5"
 
+"${mpi[@]}" -np 1 "$train" "${quick[@]}" --out "$work/np1" > "$work/np1.txt" 2>&1
+check "mpirun -np 1 writes the one-process model bit for bit" "[ \$? = 0 ] && cmp -s '$work/one/model.safetensors' '$work/np1/model.safetensors'"
+
 # Killed mid-run (every rank SIGKILLs itself at step 13), then resumed with two ranks.
 "${mpi[@]}" -np 2 "$train" "${quick[@]}" --out "$work/killed" --checkpoint-every 4 --debug-kill-at-step 13 > "$work/killed.txt" 2>&1
 check "the killed job fails" '[ $? != 0 ] && [ -s "$work/killed/checkpoint.safetensors" ]'
