@@ -58,6 +58,36 @@ void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T
   }
 }
 
+namespace detail {
+// Channel c's sum dy and sum dy xhat, xhat = (x - m) is.
+template <typename T>
+void channel_gradient_sums(std::int64_t N, std::int64_t C, std::int64_t S, std::int64_t c, const T* x, const T* dy,
+                           double m, double is, double& sum_dy, double& sum_dy_xhat) {
+  double a = 0, b = 0;
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T* p = x + (n * C + c) * S;
+    const T* g = dy + (n * C + c) * S;
+    for (std::int64_t s = 0; s < S; ++s) {
+      a += double(g[s]);
+      b += double(g[s]) * (double(p[s]) - m) * is;
+    }
+  }
+  sum_dy = a, sum_dy_xhat = b;
+}
+
+// Channel c's dx = scale (dy - mean_dy - xhat mean_dy_xhat).
+template <typename T>
+void channel_input_gradient(std::int64_t N, std::int64_t C, std::int64_t S, std::int64_t c, const T* x, const T* dy,
+                            double m, double is, double scale, double mean_dy, double mean_dy_xhat, T* dx) {
+  for (std::int64_t n = 0; n < N; ++n) {
+    const T* p = x + (n * C + c) * S;
+    const T* g = dy + (n * C + c) * S;
+    T* d = dx + (n * C + c) * S;
+    for (std::int64_t s = 0; s < S; ++s) d[s] = T(scale * (double(g[s]) - mean_dy - (double(p[s]) - m) * is * mean_dy_xhat));
+  }
+}
+}  // namespace detail
+
 /// dx may be null (overwritten otherwise); grad_gamma and grad_beta may be null (accumulated).
 template <typename T>
 void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
@@ -67,27 +97,13 @@ void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T*
   for (std::int64_t c = 0; c < C; ++c) {
     const double m = double(mean[c]), is = double(invstd[c]);
     double sum_dy = 0, sum_dy_xhat = 0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* p = x + (n * C + c) * S;
-      const T* g = dy + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) {
-        sum_dy += double(g[s]);
-        sum_dy_xhat += double(g[s]) * (double(p[s]) - m) * is;
-      }
-    }
+    detail::channel_gradient_sums(N, C, S, c, x, dy, m, is, sum_dy, sum_dy_xhat);
     if (grad_gamma) grad_gamma[c] += T(sum_dy_xhat);
     if (grad_beta) grad_beta[c] += T(sum_dy);
     if (!dx) continue;
     const double scale = (gamma ? double(gamma[c]) : 1.0) * is;
-    const double mean_dy = batch_statistics ? sum_dy / M : 0.0;
-    const double mean_dy_xhat = batch_statistics ? sum_dy_xhat / M : 0.0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* p = x + (n * C + c) * S;
-      const T* g = dy + (n * C + c) * S;
-      T* d = dx + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s)
-        d[s] = T(scale * (double(g[s]) - mean_dy - (double(p[s]) - m) * is * mean_dy_xhat));
-    }
+    detail::channel_input_gradient(N, C, S, c, x, dy, m, is, scale, batch_statistics ? sum_dy / M : 0.0,
+                                   batch_statistics ? sum_dy_xhat / M : 0.0, dx);
   }
 }
 
@@ -115,19 +131,8 @@ template <typename T>
 void batchnorm_backward_sums(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dy, const T* mean,
                              const T* invstd, double* sum_dy, double* sum_dy_xhat) {
 #pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
-  for (std::int64_t c = 0; c < C; ++c) {
-    const double m = double(mean[c]), is = double(invstd[c]);
-    double a = 0, b = 0;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* p = x + (n * C + c) * S;
-      const T* g = dy + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) {
-        a += double(g[s]);
-        b += double(g[s]) * (double(p[s]) - m) * is;
-      }
-    }
-    sum_dy[c] = a, sum_dy_xhat[c] = b;
-  }
+  for (std::int64_t c = 0; c < C; ++c)
+    detail::channel_gradient_sums(N, C, S, c, x, dy, double(mean[c]), double(invstd[c]), sum_dy[c], sum_dy_xhat[c]);
 }
 
 /// ...then dx = gamma invstd (dy - sum_dy / M - xhat sum_dy_xhat / M), M the number of values the
@@ -138,16 +143,9 @@ void batchnorm_backward_input(std::int64_t N, std::int64_t C, std::int64_t S, co
                               T* dx) {
 #pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
   for (std::int64_t c = 0; c < C; ++c) {
-    const double m = double(mean[c]), is = double(invstd[c]);
-    const double scale = (gamma ? double(gamma[c]) : 1.0) * is;
-    const double mean_dy = sum_dy[c] / M, mean_dy_xhat = sum_dy_xhat[c] / M;
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* p = x + (n * C + c) * S;
-      const T* g = dy + (n * C + c) * S;
-      T* d = dx + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s)
-        d[s] = T(scale * (double(g[s]) - mean_dy - (double(p[s]) - m) * is * mean_dy_xhat));
-    }
+    const double is = double(invstd[c]);
+    detail::channel_input_gradient(N, C, S, c, x, dy, double(mean[c]), is, (gamma ? double(gamma[c]) : 1.0) * is,
+                                   sum_dy[c] / M, sum_dy_xhat[c] / M, dx);
   }
 }
 
