@@ -21,7 +21,7 @@ class Distributed {
   virtual void before_forward() = 0;
   /// Before each backward pass: gradients may start moving as layers finish.
   virtual void before_backward() = 0;
-  /// After each backward pass: every gradient holds the mean over the ranks.
+  /// After each backward pass: every gradient holds the mean (or the sum) over the ranks.
   virtual void after_backward() = 0;
   /// The whole batch's loss from this rank's part of it (the same result on every rank): the mean
   /// over the ranks for a mean-reduced loss, the sum for a sum-reduced one.
