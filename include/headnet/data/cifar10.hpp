@@ -176,21 +176,26 @@ struct Normalization {
     const std::int64_t plane = std::int64_t(set.height) * set.width;
     const std::int64_t step = set.streamed() ? std::max<std::int64_t>(1, set.size() / 2000) : 1;
     std::vector<std::uint8_t> scratch(set.streamed() ? std::size_t(set.image_bytes()) : 0);
-    for (int c = 0; c < std::min(3, set.channels); ++c) {
-      double sum = 0, sum_sq = 0;
-      std::int64_t images = 0;
-      for (std::int64_t i = 0; i < set.size(); i += step, ++images) {
-        const std::uint8_t* p = set.image(i, scratch.data()) + c * plane;
+    // Images outer, channels inner: a streamed image is decoded once, not once per channel.
+    const int channels = std::min(3, set.channels);
+    std::array<double, 3> sum{}, sum_sq{};
+    std::int64_t images = 0;
+    for (std::int64_t i = 0; i < set.size(); i += step, ++images) {
+      const std::uint8_t* image = set.image(i, scratch.data());
+      for (int c = 0; c < channels; ++c) {
+        const std::uint8_t* p = image + c * plane;
         for (std::int64_t k = 0; k < plane; ++k) {
           const double v = p[k] / 255.0;
-          sum += v;
-          sum_sq += v * v;
+          sum[std::size_t(c)] += v;
+          sum_sq[std::size_t(c)] += v * v;
         }
       }
-      const double count = double(images) * double(plane);
-      const double mean = count > 0 ? sum / count : 0.0;
+    }
+    const double count = double(images) * double(plane);
+    for (int c = 0; c < channels; ++c) {
+      const double mean = count > 0 ? sum[std::size_t(c)] / count : 0.0;
       n.mean[std::size_t(c)] = float(mean);
-      n.std[std::size_t(c)] = float(count > 0 ? std::sqrt(std::max(1e-12, sum_sq / count - mean * mean)) : 1.0);
+      n.std[std::size_t(c)] = float(count > 0 ? std::sqrt(std::max(1e-12, sum_sq[std::size_t(c)] / count - mean * mean)) : 1.0);
     }
     return n;
   }
@@ -285,7 +290,7 @@ class BatchLoader : public Loader {
       const std::int64_t index = order_[std::size_t(((position_ + i) * world_ + rank_) % set_->size())];
       const std::uint8_t* src = nullptr;
       try {
-        src = set_->image(index, decoded_.data() + i * image_bytes);
+        src = set_->image(index, streamed ? decoded_.data() + i * image_bytes : nullptr);
       } catch (const std::exception& e) {  // exceptions must not leave a parallel region
         errors[std::size_t(i)] = e.what();
         continue;
