@@ -11,7 +11,9 @@
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
 // --algorithm=automatic|im2col_gemm|direct picks the convolution path (default: automatic, what
-// Conv2d uses), to compare the two on each shape.
+// Conv2d uses), to compare the two on each shape; --isa=portable|avx2|avx512 the direct kernels'
+// instruction set (default: the widest the CPU has, or HEADNET_ISA), and the peak is measured at
+// that width. The fast recipe's 3x3 layers (fast_*) run at batch 32 and 256.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,7 +21,6 @@
 #include <vector>
 
 #include <benchmark/benchmark.h>
-#include <immintrin.h>
 
 #include <headnet/headnet.hpp>
 
@@ -27,48 +28,79 @@ namespace {
 
 using namespace headnet;
 
-// fp32 FLOP/s of a loop of independent FMAs on registers only, summed over `threads` threads.
-double measure_fma_peak(int threads) {
+// fp32 FLOP/s of a loop of independent FMAs on registers only, summed over `threads` threads, at
+// one vector width: 12 independent chains hide the FMA latency (4 cycles x 2 ports plus margin) on
+// every CPU we run on. One function per instruction set, each compiled for its own target, as the
+// kernels are (simd/vec.hpp); a macro, because a template instantiated outside a target region
+// would call the vector operations out of line.
+#define HEADNET_FMA_LOOP(function, V)                                                     \
+  double function(long iterations) {                                                      \
+    V::reg a[12];                                                                         \
+    float init[16];                                                                       \
+    for (int i = 0; i < 16; ++i) init[i] = 1.0f + 1e-7f * float(i);                       \
+    for (int i = 0; i < 12; ++i) a[i] = V::loadu(init);                                   \
+    const float mf = 0.999999f, cf = 1e-6f;                                               \
+    const V::reg m = V::broadcast(&mf), c = V::broadcast(&cf);                            \
+    const auto start = std::chrono::steady_clock::now();                                  \
+    for (long i = 0; i < iterations; ++i)                                                 \
+      for (int k = 0; k < 12; ++k) a[k] = V::fma(a[k], m, c);                             \
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); \
+    float sink = 0;                                                                       \
+    for (int k = 0; k < 12; ++k) sink += V::hsum(a[k]);                                   \
+    benchmark::DoNotOptimize(sink);                                                       \
+    return seconds;                                                                       \
+  }
+
+HEADNET_FMA_LOOP(fma_seconds_portable, simd::Portable)
+#if HEADNET_SIMD_AVX2
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+HEADNET_FMA_LOOP(fma_seconds_avx2, simd::Avx2)
+#pragma GCC pop_options
+#endif
+#if HEADNET_SIMD_AVX512
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f")
+HEADNET_FMA_LOOP(fma_seconds_avx512, simd::Avx512)
+#pragma GCC pop_options
+#endif
+
+double measure_fma_peak(simd::Isa isa, int threads) {
   double best = 0;
   for (int attempt = 0; attempt < 5; ++attempt) {
-    const long iterations = 20'000'000;
+    const long iterations = 10'000'000;
     double seconds = 0;
 #pragma omp parallel num_threads(threads) reduction(max : seconds)
     {
-#if defined(__FMA__) && defined(__AVX__)
-      __m256 a[10];
-      for (int i = 0; i < 10; ++i) a[i] = _mm256_set1_ps(1.0f + 1e-7f * float(i));
-      const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
-      const auto start = std::chrono::steady_clock::now();
-      for (long i = 0; i < iterations; ++i)
-        for (int k = 0; k < 10; ++k) a[k] = _mm256_fmadd_ps(a[k], m, c);
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      float sink = 0;
-      for (int k = 0; k < 10; ++k) sink += _mm256_cvtss_f32(a[k]);
-      benchmark::DoNotOptimize(sink);
-#else
-      float a[8] = {1, 1, 1, 1, 1, 1, 1, 1};
-      const auto start = std::chrono::steady_clock::now();
-      for (long i = 0; i < iterations; ++i)
-        for (int k = 0; k < 8; ++k) a[k] = a[k] * 0.999999f + 1e-6f;
-      seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      benchmark::DoNotOptimize(a);
+      switch (isa) {
+#if HEADNET_SIMD_AVX512
+        case simd::Isa::avx512: seconds = fma_seconds_avx512(iterations); break;
 #endif
+#if HEADNET_SIMD_AVX2
+        case simd::Isa::avx2: seconds = fma_seconds_avx2(iterations); break;
+#endif
+        default: seconds = fma_seconds_portable(iterations); break;
+      }
     }
-#if defined(__FMA__) && defined(__AVX__)
-    const double flops = double(iterations) * 10 * 8 * 2 * threads;
-#else
-    const double flops = double(iterations) * 8 * 2 * threads;
-#endif
-    best = std::max(best, flops / seconds);
+    best = std::max(best, double(iterations) * 12 * simd::vector_width(isa) * 2 * threads / seconds);
   }
   return best;
 }
 
+// The peak at the kernels' instruction set (printed first, with the peak of every narrower set the
+// CPU has, so that a reader sees what the wider registers are worth on this machine).
 double fma_peak() {
   static const double peak = [] {
-    const double p = measure_fma_peak(num_threads());
-    std::printf("Measured fp32 FMA peak: %.1f GFLOP/s on %d threads\n", p / 1e9, num_threads());
+    const simd::Isa isa = simd::active_isa();
+    double p = 0;
+    for (simd::Isa other : {simd::Isa::avx2, simd::Isa::avx512}) {
+      if (!simd::available(other) || other == isa) continue;
+      std::printf("fp32 FMA peak at %s: %.1f GFLOP/s on %d threads\n", simd::name(other),
+                  measure_fma_peak(other, num_threads()) / 1e9, num_threads());
+    }
+    p = measure_fma_peak(isa, num_threads());
+    std::printf("Kernels: %s (best here: %s)\n", simd::name(isa), simd::name(simd::best_isa()));
+    std::printf("Measured fp32 FMA peak: %.1f GFLOP/s on %d threads at %s\n", p / 1e9, num_threads(), simd::name(isa));
     return p;
   }();
   return peak;
@@ -84,6 +116,10 @@ const ConvShape shapes[] = {
     {"tutorial_conv1", 3, 6, 5, 0, 32},   {"tutorial_conv2", 6, 16, 5, 0, 14}, {"wide_conv1", 3, 128, 5, 0, 32},
     {"wide_conv2", 128, 16, 5, 0, 14},    {"3x3_64_32x32", 64, 64, 3, 1, 32},  {"3x3_128_16x16", 128, 128, 3, 1, 16},
     {"3x3_256_8x8", 256, 256, 3, 1, 8},
+    // The fast recipe's convolutions (airbench: after the 2x2 whitening conv, 31x31 then pooled).
+    {"fast_24_64_31x31", 24, 64, 3, 1, 31}, {"fast_64_64_15x15", 64, 64, 3, 1, 15},
+    {"fast_64_256_15x15", 64, 256, 3, 1, 15}, {"fast_256_256_7x7", 256, 256, 3, 1, 7},
+    {"fast_256_256_3x3", 256, 256, 3, 1, 3},
 };
 
 struct Fixture {
@@ -187,7 +223,10 @@ const int registered = [] {
                     benchmark::RegisterBenchmark(("forward/" + n).c_str(), BM_forward, s),
                     benchmark::RegisterBenchmark(("backward_input/" + n).c_str(), BM_backward_input, s),
                     benchmark::RegisterBenchmark(("backward_weight/" + n).c_str(), BM_backward_weight, s)}) {
-      b->Arg(1)->Arg(4)->Arg(32)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond);
+      if (n.rfind("fast_", 0) == 0)
+        b->Arg(32)->Arg(256)->UseRealTime()->Unit(benchmark::kMicrosecond);
+      else
+        b->Arg(1)->Arg(4)->Arg(32)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond);
     }
     if (s.padding == 0) {  // the pooled layers of the tutorial networks
       for (auto* b : {benchmark::RegisterBenchmark(("maxpool_forward/" + n).c_str(), BM_maxpool_forward, s),
@@ -213,6 +252,15 @@ int main(int argc, char** argv) {
       else if (name == "direct") algorithm = kernels::ConvAlgorithm::direct;
       else {
         std::fprintf(stderr, "--algorithm must be automatic, im2col_gemm or direct, not '%s'\n", name.c_str());
+        return 1;
+      }
+      continue;
+    }
+    if (arg.rfind("--isa=", 0) == 0) {
+      try {
+        simd::set_isa(simd::parse_isa(arg.substr(6)));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "--isa: %s\n", e.what());
         return 1;
       }
       continue;

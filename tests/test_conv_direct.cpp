@@ -1,18 +1,21 @@
-// The direct (im2col-free, AVX2) convolution kernels of kernels/conv2d_direct.hpp.
+// The direct (im2col-free) convolution kernels of kernels/conv2d_direct.hpp, on the instruction set
+// the process runs (simd::active_isa(): the widest the CPU has, or HEADNET_ISA). CTest runs these
+// cases once per instruction set (kernels_on_portable, kernels_on_avx2, kernels_on_avx512; a set the
+// CPU lacks is reported as skipped, by name), so every path is checked on every machine that can
+// run it.
 //
 // They exist for float only, so the double-precision gradient table of test_gradients.cpp, which
 // runs the im2col path, does not reach them. Here, in float, on shapes chosen to hit every tile
-// remainder (output channels mod 6 and mod 3, kernel taps mod 4, widths that are not multiples of
-// 8 or 16), with padding, odd sizes, batch > 1 and 1 or 2 threads:
+// remainder (output channels and taps mod 6 and mod 12, the tile rows of AVX2 and AVX-512; channel
+// blocks of 16 and 32; widths that are not multiples of 8 or 16), with padding, odd sizes, batch > 1 and 1 or 2 threads:
 //   - the forward against the seven-loop definition (conv2d_forward_reference);
 //   - the input, weight and bias gradients against central finite differences of
 //     L = sum(r * conv(x)) computed in double with that same definition (L is linear in x and in
 //     the weights, so the differences are exact up to double rounding);
 //   - the same gradients against the im2col + GEMM path.
 // The table holds shapes whose input gradient scatters and shapes whose input gradient gathers
-// (direct::prefer_scatter), shapes whose weight gradient runs by channel and by pixel
-// (direct::weight_gradient_by_channel_applies), a by-channel forward with more than one chunk of
-// taps, and the test checks that it does.
+// and shapes whose forward and weight gradient run by channel and by pixel (direct::plan), a
+// by-channel forward with more than one chunk of taps, and the test checks that it does.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -22,8 +25,6 @@
 #include <headnet/headnet.hpp>
 
 using namespace headnet;
-
-#if HEADNET_HAVE_DIRECT_CONV
 
 namespace {
 
@@ -72,22 +73,23 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {4, 13, 3, 0, 2, 10, 8},   // 13 = 2*6 + 1 and 4*3 + 1
       {5, 2, 1, 0, 4, 5, 7},     // 1x1 kernel, 5 taps = 4 + 1
       {2, 4, 4, 1, 2, 8, 8},     // even kernel
-      {5, 24, 3, 0, 2, 7, 9},    // 24 = 16 + 8 channels, 45 = 7*6 + 3 taps: weight gradient by channel
-      {11, 8, 5, 0, 1, 7, 7},    // 275 taps: the by-channel forward's second chunk of taps
+      {5, 24, 3, 0, 2, 7, 9},    // 24 = 16 + 8 channels, 45 = 7*6 + 3 taps: weight gradient by channel (AVX2)
+      {11, 16, 5, 0, 1, 9, 9},   // 275 taps: the by-channel forward's second chunk of taps
+      {3, 25, 3, 1, 2, 9, 13},   // 25 = 2*12 + 1 channels, 27 = 2*12 + 3 taps
+      {4, 48, 3, 1, 2, 8, 8},    // 48 = 32 + 16 channels: by channel with a half block on AVX-512
+      {7, 11, 3, 1, 3, 6, 6},    // 11 channels, 63 = 5*12 + 3 taps, padding on a small image
   };
+  const simd::Isa isa = simd::active_isa();
+  INFO("instruction set " << simd::name(isa));
   int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0, forward_by_channel = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
       const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, 1, row.p};
-      const int q = row.k - 1 - row.p;
-      const bool scatter = kernels::direct::prefer_scatter({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, {row.c_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, row.k);
-      ++(scatter ? scattered : gathered);
-      forward_by_channel += kernels::direct::forward_by_channel_applies({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, row.k, row.c_out) &&
-                            row.c_in * row.k * row.k > kernels::direct::forward_chunk_taps;
-      ++(kernels::direct::weight_gradient_by_channel_applies({row.c_in, row.h + 2 * row.p, row.w + 2 * row.p}, row.k, row.c_out)
-             ? by_channel
-             : by_pixel);
+      const kernels::direct::DirectPlan plan = kernels::direct::plan(isa, g, row.c_out);
+      ++(plan.input_gradient_scatters ? scattered : gathered);
+      forward_by_channel += plan.forward_by_channel && row.c_in * row.k * row.k > plan.forward_chunk_taps;
+      ++(plan.weight_gradient_by_channel ? by_channel : by_pixel);
       std::ostringstream what;
       what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on ("
            << row.n << ", " << row.c_in << ", " << row.h << ", " << row.w << "), " << threads << " threads";
@@ -164,7 +166,7 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
 
 TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradients", "[conv2d][direct]") {
   // (128 -> 130, 3x3): input gradient direct, weight gradient by im2col + GEMM (130 channels do not
-  // fill vectors of 8, so the direct weight gradient would run by pixel);
+  // fill registers of 8 or 16, so the direct weight gradient would run by pixel);
   // (3 -> 32, 3x3): input gradient by im2col + GEMM, weight gradient direct.
   struct Row {
     int c_in, c_out, h;
@@ -173,8 +175,11 @@ TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradi
     const kernels::ConvGeometry g{row.c_in, row.h, row.h, 3, 1, 1};
     INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", 3, padding 1) on " << row.h << "x" << row.h);
     REQUIRE(kernels::direct_conv_supported<float>(g, row.c_out));
-    const bool direct_input = kernels::detail::prefer_direct(g, row.c_out, kernels::detail::ConvPass::input_gradient);
-    const bool direct_weight = kernels::detail::prefer_direct(g, row.c_out, kernels::detail::ConvPass::weight_gradient);
+    auto direct = [&](kernels::ConvPass pass) {
+      return kernels::select_conv_path<float>(g, row.c_out, pass).algorithm == kernels::ConvAlgorithm::direct;
+    };
+    const bool direct_input = direct(kernels::ConvPass::input_gradient);
+    const bool direct_weight = direct(kernels::ConvPass::weight_gradient);
     CHECK(direct_input != direct_weight);  // the rows above are chosen so that the two passes differ
     const int n = 3;
     Generator gen(5);
@@ -232,8 +237,11 @@ TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[c
   CHECK_FALSE(kernels::direct_conv_supported<float>({3, 3, 3, 3, 1, 0}, 6));     // smaller than one tile
   // The input gradient scatters for the 5x5 valid convs (wide conv2: 144 vs 256 pixels per row of
   // work) and gathers for 3x3 padding-1 layers (equal work, plainer loads).
-  CHECK(kernels::direct::prefer_scatter({128, 14, 14}, {16, 18, 18}, 5));
-  CHECK_FALSE(kernels::direct::prefer_scatter({64, 34, 34}, {64, 34, 34}, 3));
+  for (simd::Isa isa : simd::all_isas()) {
+    if (!simd::compiled(isa)) continue;  // plans are arithmetic: any compiled set can be asked, run or not
+    INFO(simd::name(isa));
+    CHECK(kernels::direct::plan(isa, {128, 14, 14, 5, 1, 0}, 16).input_gradient_scatters);
+    CHECK_FALSE(kernels::direct::plan(isa, {64, 32, 32, 3, 1, 1}, 64).input_gradient_scatters);
+  }
 }
 
-#endif  // HEADNET_HAVE_DIRECT_CONV

@@ -31,11 +31,16 @@ same_run() {
 import json, sys
 a = json.load(open('$1/results.json')); b = json.load(open('$2/results.json'))
 la = [p['loss'] for p in a['loss_curve']]; lb = [p['loss'] for p in b['loss_curve']]
-worst = max(abs(x - y) / abs(x) for x, y in zip(la, lb))
-print('$2: loss curve', len(la), 'points, worst relative difference', worst, 'accuracy', a['test_accuracy'], b['test_accuracy'])
-sys.exit(0 if len(la) == len(lb) > 0 and worst <= $3 and abs(a['test_accuracy'] - b['test_accuracy']) <= $4 else 1)"
+d = [abs(x - y) / abs(x) for x, y in zip(la, lb)]
+worst, early = max(d), max(d[:len(d) // 2])
+print('$2: loss curve', len(la), 'points, worst relative difference', worst, 'in the first half', early, 'accuracy', a['test_accuracy'], b['test_accuracy'])
+sys.exit(0 if len(la) == len(lb) > 0 and early <= $3 and worst <= $4 and abs(a['test_accuracy'] - b['test_accuracy']) <= $5 else 1)"
 }
-check "the loss curve and accuracy of one process at the same global batch" "same_run '$work/one' '$work/two' 1e-5 0.5"
+# Rounding: the gradients are summed in another order (per rank, then across ranks), which training
+# then amplifies as ReLU masks and max-pool choices flip (measured: 1e-7 over the first half of the
+# curve; 1.2e-7 at the end with the AVX2 kernels, 3.2e-4 with the AVX-512 ones). Dropping the
+# division by the world size makes the first steps differ by 0.46.
+check "the loss curve and accuracy of one process at the same global batch" "same_run '$work/one' '$work/two' 1e-5 1e-3 0.5"
 
 "${mpi[@]}" -np 1 "$train" "${quick[@]}" --out "$work/np1" > "$work/np1.txt" 2>&1
 check "mpirun -np 1 writes the one-process model bit for bit" "[ \$? = 0 ] && cmp -s '$work/one/model.safetensors' '$work/np1/model.safetensors'"

@@ -4,9 +4,18 @@
 // single-threaded inside each thread (Eigen does not nest inside an OpenMP region); with a single
 // image they let Eigen use the threads instead. set_num_threads() sets both, so the one setting a
 // user changes is the one that takes effect.
+//
+// On a shared machine OpenMP's waiting threads matter as much as its working ones: see
+// bound_openmp_spinning below.
 #pragma once
 
+#include <cstdlib>
+
 #include <Eigen/Core>
+
+#if defined(__linux__)
+#include <unistd.h>
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -38,6 +47,33 @@ inline int thread_index() {
   return omp_get_thread_num();
 #else
   return 0;
+#endif
+}
+
+/// GOMP_SPINCOUNT that bound_openmp_spinning sets: how many times an idle OpenMP thread polls
+/// before it sleeps. libgomp's default (300,000 polls, several milliseconds) keeps both threads
+/// busy between parallel regions; with another CPU-bound process on the machine, a thread then
+/// spins at a barrier for a peer that the scheduler has taken off its core, and training slowed
+/// 8x where a fair share is 2x. Measured in docs/benchmarks.md ("Under load"): this bound keeps the
+/// idle speed of libgomp's default while a contended run stays near its fair share.
+constexpr const char* bounded_spin_count = "10000";
+
+/// Restarts the program with OpenMP's idle spinning bounded (GOMP_SPINCOUNT=bounded_spin_count),
+/// unless the user already chose a wait policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set) or set
+/// HEADNET_KEEP_OPENMP_SPIN. Call it first thing in main(), before anything starts a thread:
+/// libgomp reads its wait policy once, when it is loaded, so a process can only change it by
+/// starting again with the variable set (execv of /proc/self/exe with the same arguments; the
+/// process keeps its id). Does nothing where that is not possible (not Linux, exec fails). The
+/// trainers call it; programs that embed headnet may too.
+inline void bound_openmp_spinning(char** argv) {
+#if defined(__linux__) && defined(_OPENMP)
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("HEADNET_KEEP_OPENMP_SPIN"))
+    return;
+  if (setenv("GOMP_SPINCOUNT", bounded_spin_count, 1) != 0) return;
+  execv("/proc/self/exe", argv);
+  unsetenv("GOMP_SPINCOUNT");  // exec failed: carry on as we were
+#else
+  (void)argv;
 #endif
 }
 

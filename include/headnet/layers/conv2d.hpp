@@ -6,8 +6,10 @@
 //   Conv2d<float>(3, 64, 3, /*stride=*/1, /*padding=*/1, /*bias=*/false)
 //   Conv2d<float>(Conv2dOptions(64, 64, 3).padding("same").groups(64).bias(false))   // depthwise
 // The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and kernels/conv2d_direct.hpp (stride-1
-// direct kernels); set_algorithm forces one of them. Grouped convolutions (groups > 1) run on the
-// portable loops of kernels/conv2d_grouped.hpp.
+// direct kernels); set_algorithm forces one of them, set_isa the direct kernels' instruction set
+// (default: simd::active_isa(), the widest the CPU has), and kernel_paths() says which ran for the
+// last input. Grouped convolutions (groups > 1) run on the portable loops of
+// kernels/conv2d_grouped.hpp.
 // set_activation(relu) fuses a ReLU into the layer (Sequential does it for a ReLU that follows a
 // Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
 #pragma once
@@ -136,7 +138,7 @@ class Conv2d : public Layer<T> {
     }
     kernels::conv2d_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
                             weight_.data(), has_bias_ ? bias_.data() : nullptr, output_.data(), workspace_, algorithm_,
-                            activation_);
+                            activation_, isa());
     return output_;
   }
 
@@ -160,7 +162,7 @@ class Conv2d : public Layer<T> {
                              input_.data(), weight_.data(), dy.data(), dx,
                              this->requires_grad("weight") ? grad_weight_.data() : nullptr,
                              has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr, workspace_, algorithm_,
-                             activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr);
+                             activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr, isa());
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -202,6 +204,30 @@ class Conv2d : public Layer<T> {
   /// automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
   /// im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
+  /// The instruction set of the direct kernels: the one forced by set_isa, else simd::active_isa().
+  simd::Isa isa() const { return forced_isa_ >= 0 ? static_cast<simd::Isa>(forced_isa_) : simd::active_isa(); }
+  /// Forces the direct kernels' instruction set for this layer; throws std::runtime_error if it
+  /// cannot run here (simd::available).
+  void set_isa(simd::Isa isa) {
+    simd::detail::require_available(isa, "Conv2d::set_isa");
+    forced_isa_ = static_cast<int>(isa);
+  }
+  /// Back to simd::active_isa().
+  void use_default_isa() { forced_isa_ = -1; }
+  /// The code each pass runs for an input of shape `input`, e.g. "forward=direct/avx512
+  /// input_gradient=direct/avx512 weight_gradient=im2col_gemm" (kernels::select_conv_path);
+  /// grouped convolutions say "grouped".
+  std::string kernel_paths(const Shape& input) const {
+    if (groups_ > 1) return "grouped";
+    const kernels::ConvGeometry g = geometry(input);
+    std::string s;
+    for (auto pass : {kernels::ConvPass::forward, kernels::ConvPass::input_gradient, kernels::ConvPass::weight_gradient})
+      s += std::string(s.empty() ? "" : " ") + kernels::name(pass) + "=" +
+           kernels::select_conv_path<T>(g, out_channels_, pass, algorithm_, isa()).name();
+    return s;
+  }
+  /// kernel_paths() for the last input the layer saw (empty before its first forward).
+  std::string kernel_paths() const override { return input_.numel() ? kernel_paths(input_.shape()) : ""; }
   /// The activation fused into the output (Sequential fuses a following ReLU).
   kernels::ConvActivation activation() const { return activation_; }
   /// Fuses `activation` into the output.
@@ -231,6 +257,7 @@ class Conv2d : public Layer<T> {
   bool has_bias_;
   kernels::ConvAlgorithm algorithm_ = kernels::ConvAlgorithm::automatic;
   kernels::ConvActivation activation_ = kernels::ConvActivation::none;
+  int forced_isa_ = -1;  // a simd::Isa, or -1 for simd::active_isa()
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
   Tensor<T> output_, grad_input_;

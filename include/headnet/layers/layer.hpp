@@ -296,10 +296,26 @@ class Layer {
   /// Undoes fuse_next().
   virtual void unfuse() {}
 
+  /// Which kernels computed the last forward and backward, for layers that choose (Conv2d: e.g.
+  /// "forward=direct/avx512 input_gradient=direct/avx512 weight_gradient=im2col_gemm"); empty
+  /// otherwise. kernel_report() lists them for a whole network.
+  virtual std::string kernel_paths() const { return ""; }
+
   /// Calls visit(layer) for this layer and every descendant, parents first.
   template <typename Visit>
   void for_each_layer(Visit&& visit) {
     walk("", [&](const std::string&, Layer& layer) { visit(layer); });
+  }
+
+  /// One line "name: kernel_paths()" per layer (this one or a descendant) that chooses its
+  /// kernels, for the shapes of the last forward: which code each convolution runs.
+  std::string kernel_report() {
+    std::string s;
+    walk("", [&](const std::string& at, Layer& layer) {
+      const std::string paths = layer.kernel_paths();
+      if (!paths.empty()) s += (at.empty() ? std::string("(this layer)") : at.substr(0, at.size() - 1)) + ": " + paths + "\n";
+    });
+    return s;
   }
 
  protected:

@@ -1,0 +1,854 @@
+// headnet/kernels/conv2d_direct_impl.hpp: the direct convolution kernels, written once against the
+// vector operations of simd/vec.hpp. Not a header to include: kernels/conv2d_direct.hpp includes it
+// once per instruction set, inside namespace direct::<isa> with `V` the vector type (simd::Avx512,
+// simd::Avx2 or simd::Portable) and the compiler's target set to that instruction set. Read
+// conv2d_direct.hpp first for what the kernels compute.
+//
+// Every size below follows from V: W = V::width floats per register, a pixel tile is 2 registers
+// (2 W pixels), a register tile has tile_rows rows (output channels, taps or pixels) x 2 registers,
+// and the by-channel layouts keep channels in blocks of 2 W.
+//
+// (No include guard: included once per instruction set.)
+
+constexpr int W = V::width;                        ///< floats per register
+constexpr int tile_rows = V::tile_rows;            ///< rows of a register tile
+constexpr int forward_channels = tile_rows;        ///< output channels per forward register tile
+constexpr int forward_pixels = 2 * W;              ///< pixels per forward register tile (two registers)
+constexpr int grad_channels = 2;                   ///< output channels per weight-gradient tile
+constexpr int grad_taps = tile_rows;               ///< kernel taps per weight-gradient tile
+constexpr int channel_block = 2 * W;               ///< channels per block of the by-channel layouts
+constexpr int slack = forward_pixels;              ///< zeros after a padded image: the last loads may overrun
+constexpr int scatter_slack = forward_pixels;      ///< the same for the scattered input gradient
+constexpr std::uintptr_t alignment = 4 * W;        ///< bytes of a register, for aligned loads
+
+using reg = typename V::reg;
+
+/// Row length of dy_ext, the output gradient on the extended grid: a whole number of pixel tiles.
+inline std::int64_t grad_length(const PaddedGeometry& in, int K) {
+  return round_up(extended_length(in, K), forward_pixels);
+}
+
+/// Whether these kernels can run the convolution: stride 1, and both the forward (input width
+/// W + 2 padding) and the input gradient (output H x W from dy padded to width W + K - 1) need at
+/// least one pixel tile.
+inline bool supported(const ConvGeometry& g, int C_out) {
+  if (g.stride != 1 || g.padding > g.kernel_size - 1 || C_out < 1) return false;
+  const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const PaddedGeometry grad{C_out, g.height + g.kernel_size - 1, g.width + g.kernel_size - 1};
+  return extended_length(in, g.kernel_size) >= forward_pixels && extended_length(grad, g.kernel_size) >= forward_pixels;
+}
+
+/// p rounded up to the register alignment.
+inline float* align(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<std::uintptr_t>(p) + alignment - 1) & ~(alignment - 1));
+}
+
+/// Copies x (C, H, W) into xp (C, H + 2 pad, W + 2 pad) with zeros around, then `slack` zeros.
+inline void pad_image(const float* x, int C, int H, int Wd, int pad, float* xp) {
+  const int Hp = H + 2 * pad, Wp = Wd + 2 * pad;
+  if (pad == 0) {
+    std::memcpy(xp, x, sizeof(float) * std::size_t(C) * std::size_t(H) * std::size_t(Wd));
+  } else {
+    std::fill(xp, xp + std::int64_t(C) * Hp * Wp, 0.0f);
+    for (int c = 0; c < C; ++c)
+      for (int h = 0; h < H; ++h)
+        std::memcpy(xp + (std::int64_t(c) * Hp + h + pad) * Wp + pad, x + (std::int64_t(c) * H + h) * Wd,
+                    sizeof(float) * std::size_t(Wd));
+  }
+  std::fill(xp + std::int64_t(C) * Hp * Wp, xp + std::int64_t(C) * Hp * Wp + slack, 0.0f);
+}
+
+/// Forward weights in tile order: for each block of forward_channels output channels, for each tap,
+/// the block's weights (zeros past the last channel). weight is (C_out, R) row-major.
+inline void pack_forward_weights(const float* weight, int C_out, std::int64_t R, float* packed) {
+  for (int co0 = 0; co0 < C_out; co0 += forward_channels)
+    for (std::int64_t t = 0; t < R; ++t)
+      for (int j = 0; j < forward_channels; ++j) *packed++ = co0 + j < C_out ? weight[(co0 + j) * R + t] : 0.0f;
+}
+
+/// The same for the input gradient's kernel: output channel c, tap (co, kh, kw) holds
+/// weight[co][c][K-1-kh][K-1-kw].
+inline void pack_flipped_weights(const float* weight, int C_out, int C, int K, float* packed) {
+  const std::int64_t KK = std::int64_t(K) * K;
+  for (int c0 = 0; c0 < C; c0 += forward_channels)
+    for (int co = 0; co < C_out; ++co)
+      for (int kh = 0; kh < K; ++kh)
+        for (int kw = 0; kw < K; ++kw)
+          for (int j = 0; j < forward_channels; ++j)
+            *packed++ = c0 + j < C ? weight[(std::int64_t(co) * C + c0 + j) * KK + (K - 1 - kh) * K + (K - 1 - kw)]
+                                   : 0.0f;
+}
+
+// Tiles keep their accumulators in named variables, not an array: g++ 12 keeps an array of
+// registers on the stack and stores it back on every iteration, which halved the speed. The rows a
+// tile does not have are discarded by `if constexpr`.
+#define HEADNET_FOR_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+static_assert(tile_rows <= 12, "HEADNET_FOR_ROWS covers 12 rows");
+
+// y_ext[j][p0, p0 + 2W) for the CB output channels of one block; `w` is that block's packed weights.
+template <int CB>
+inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
+                         std::int64_t p0, float* y_ext, std::int64_t ld) {
+#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (std::int64_t t = 0; t < R; ++t, w += forward_channels) {
+    const float* src = xp + offsets[t] + p0;
+    reg x0 = V::loadu(src), x1 = V::loadu(src + W);
+    V::pin(x0);
+    V::pin(x1);
+#define HEADNET_FMA(j)                        \
+  if constexpr (CB > j) {                     \
+    const reg wj = V::broadcast(w + j);       \
+    acc##j##0 = V::fma(wj, x0, acc##j##0);    \
+    acc##j##1 = V::fma(wj, x1, acc##j##1);    \
+  }
+    HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_STORE(j)                             \
+  if constexpr (CB > j) {                            \
+    V::storeu(y_ext + j * ld + p0, acc##j##0);       \
+    V::storeu(y_ext + j * ld + p0 + W, acc##j##1);   \
+  }
+  HEADNET_FOR_ROWS(HEADNET_STORE)
+#undef HEADNET_STORE
+}
+
+// Runs TILE<cb>(args...) for a run-time cb in 1..tile_rows.
+#define HEADNET_DISPATCH_ROWS(TILE, cb, ...)                                            \
+  switch (cb) {                                                                         \
+    case 1: TILE<1>(__VA_ARGS__); break;                                                \
+    case 2: TILE<2>(__VA_ARGS__); break;                                                \
+    case 3: TILE<3>(__VA_ARGS__); break;                                                \
+    case 4: TILE<4>(__VA_ARGS__); break;                                                \
+    case 5: TILE<5>(__VA_ARGS__); break;                                                \
+    case 6: TILE<(tile_rows > 6 ? 6 : tile_rows)>(__VA_ARGS__); break;                  \
+    case 7: TILE<(tile_rows > 7 ? 7 : tile_rows)>(__VA_ARGS__); break;                  \
+    case 8: TILE<(tile_rows > 8 ? 8 : tile_rows)>(__VA_ARGS__); break;                  \
+    case 9: TILE<(tile_rows > 9 ? 9 : tile_rows)>(__VA_ARGS__); break;                  \
+    case 10: TILE<(tile_rows > 10 ? 10 : tile_rows)>(__VA_ARGS__); break;               \
+    case 11: TILE<(tile_rows > 11 ? 11 : tile_rows)>(__VA_ARGS__); break;               \
+    default: TILE<tile_rows>(__VA_ARGS__); break;                                       \
+  }
+
+// y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image, then max(y, 0)
+// if relu (NaN stays NaN, as in kernels/relu.hpp). y_ext: scratch of forward_channels *
+// extended_length floats.
+inline void forward_image(const PaddedGeometry& in, int K, int C_out, const float* xp, const float* packed,
+                          const std::int64_t* offsets, const float* bias, float* y, float* y_ext, bool relu = false) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t R = in.channels * std::int64_t(K) * K, L = extended_length(in, K);
+  for (int co0 = 0; co0 < C_out; co0 += forward_channels, packed += R * forward_channels) {
+    const int cb = std::min(forward_channels, C_out - co0);
+    // The last tile is moved back to end at L: it recomputes a few pixels instead of overrunning.
+    for (std::int64_t p = 0; p < L; p += forward_pixels) {
+      const std::int64_t p0 = std::min(p, L - forward_pixels);
+      HEADNET_DISPATCH_ROWS(forward_tile, cb, xp, offsets, R, packed, p0, y_ext, L)
+    }
+    for (int j = 0; j < cb; ++j) {
+      const float b = bias ? bias[co0 + j] : 0.0f;
+      float* out = y + std::int64_t(co0 + j) * H_out * W_out;
+      for (int oh = 0; oh < H_out; ++oh) {
+        const float* src = y_ext + j * L + std::int64_t(oh) * in.width;
+        float* dst = out + std::int64_t(oh) * W_out;
+        if (relu) {
+          for (int ow = 0; ow < W_out; ++ow) {
+            const float v = src[ow] + b;
+            dst[ow] = v < 0.0f ? 0.0f : v;
+          }
+        } else {
+          for (int ow = 0; ow < W_out; ++ow) dst[ow] = src[ow] + b;
+        }
+      }
+    }
+  }
+}
+
+// grad[a][b] += sum_i sum_p dy_ext_i[a][p] * xp_i[offsets[b] + p], for A <= 2 channels, B <=
+// grad_taps taps and the `images` images i whose padded inputs are xp_stride apart and whose dy_ext
+// are dy_stride apart: summing several images in registers before the horizontal sums matters for
+// small layers, where a tile is only a few vectors long. grad points at the block's first channel
+// and tap, rows R apart; Ln is a multiple of 2 W.
+template <int A, int B>
+inline void weight_tile(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets, const float* dy_ext,
+                        std::int64_t dy_stride, std::int64_t Ln, int images, float* grad, std::int64_t R) {
+  static_assert(A >= 1 && A <= 2 && B >= 1 && B <= grad_taps, "tile size");
+#define HEADNET_DECLARE(b) reg acc0##b = V::zero(), acc1##b = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int i = 0; i < images; ++i, xp += xp_stride, dy_ext += dy_stride) {
+#define HEADNET_SOURCE(b) const float* src##b = xp + offsets[B > b ? b : 0];
+    HEADNET_FOR_ROWS(HEADNET_SOURCE)
+#undef HEADNET_SOURCE
+    const float* dy0 = dy_ext;
+    const float* dy1 = dy_ext + (A > 1 ? Ln : 0);
+    for (std::int64_t p = 0; p < Ln; p += W) {
+      const reg d0 = V::load(dy0 + p);
+      const reg d1 = A > 1 ? V::load(dy1 + p) : d0;
+#define HEADNET_TAP(b)                                           \
+  if constexpr (B > b) {                                         \
+    reg x##b = V::loadu(src##b + p);                             \
+    V::pin(x##b);                                                \
+    acc0##b = V::fma(d0, x##b, acc0##b);                         \
+    if constexpr (A > 1) acc1##b = V::fma(d1, x##b, acc1##b);    \
+  }
+      HEADNET_FOR_ROWS(HEADNET_TAP)
+#undef HEADNET_TAP
+    }
+  }
+#define HEADNET_REDUCE(b)                                        \
+  if constexpr (B > b) {                                         \
+    grad[b] += V::hsum(acc0##b);                                 \
+    if constexpr (A > 1) grad[R + b] += V::hsum(acc1##b);        \
+  }
+  HEADNET_FOR_ROWS(HEADNET_REDUCE)
+#undef HEADNET_REDUCE
+}
+
+template <int B>
+inline void weight_tile_one(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets, const float* dy_ext,
+                            std::int64_t dy_stride, std::int64_t Ln, int images, float* grad, std::int64_t R) {
+  weight_tile<1, B>(xp, xp_stride, offsets, dy_ext, dy_stride, Ln, images, grad, R);
+}
+template <int B>
+inline void weight_tile_two(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets, const float* dy_ext,
+                            std::int64_t dy_stride, std::int64_t Ln, int images, float* grad, std::int64_t R) {
+  weight_tile<2, B>(xp, xp_stride, offsets, dy_ext, dy_stride, Ln, images, grad, R);
+}
+
+template <int A>
+inline void weight_tiles_for_channels(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                      std::int64_t R, const float* dy_ext, std::int64_t dy_stride, std::int64_t Ln,
+                                      int images, float* grad) {
+  for (std::int64_t t = 0; t < R; t += grad_taps) {
+    const int taps = int(std::min<std::int64_t>(grad_taps, R - t));
+    if constexpr (A == 2) {
+      HEADNET_DISPATCH_ROWS(weight_tile_two, taps, xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images,
+                            grad + t, R)
+    } else {
+      HEADNET_DISPATCH_ROWS(weight_tile_one, taps, xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images,
+                            grad + t, R)
+    }
+  }
+}
+
+// dy (C_out, H_out, W_out) -> dy_ext (C_out, Ln): each output row at its extended position, zeros
+// in the K-1 columns past each row and up to Ln. With relu_output (a ReLU fused into the layer),
+// dy is the gradient of relu(y) and becomes dy * [relu_output > 0] on the way. Adds rowsum of the
+// result to grad_bias when given.
+inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const float* dy, float* dy_ext,
+                               float* grad_bias, const float* relu_output = nullptr) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t Ln = grad_length(in, K);
+  for (int co = 0; co < C_out; ++co) {
+    float* row = dy_ext + co * Ln;
+    std::fill(row, row + Ln, 0.0f);
+    const std::int64_t first = std::int64_t(co) * H_out * W_out;
+    for (int oh = 0; oh < H_out; ++oh) {
+      const float* src = dy + first + std::int64_t(oh) * W_out;
+      float* dst = row + std::int64_t(oh) * in.width;
+      if (relu_output) {
+        const float* mask = relu_output + first + std::int64_t(oh) * W_out;
+        for (int ow = 0; ow < W_out; ++ow) dst[ow] = mask[ow] > 0.0f ? src[ow] : 0.0f;
+      } else {
+        std::memcpy(dst, src, sizeof(float) * W_out);
+      }
+    }
+    if (grad_bias) {
+      // Sums in registers: one running sum is a chain of dependent adds, which cost as much as the
+      // whole weight gradient of a 3-channel layer. Ln is a multiple of 2 W.
+      reg s0 = V::zero(), s1 = V::zero();
+      for (std::int64_t i = 0; i < Ln; i += 2 * W) {
+        s0 = V::add(s0, V::loadu(row + i));
+        s1 = V::add(s1, V::loadu(row + i + W));
+      }
+      grad_bias[co] += V::hsum(V::add(s0, s1));
+    }
+  }
+}
+
+// grad_weight (C_out, R) += sum over `images` images of dy_ext (x) xp (see weight_tile for the
+// strides). xp must have `slack` zeros after each image.
+inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const float* xp, std::int64_t xp_stride,
+                            const float* dy_ext, std::int64_t dy_stride, int images, const std::int64_t* offsets,
+                            float* grad_weight) {
+  const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = grad_length(in, K);
+  int co = 0;
+  for (; co + grad_channels <= C_out; co += grad_channels)
+    weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
+                                             grad_weight + co * R);
+  if (C_out - co == 1)
+    weight_tiles_for_channels<1>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
+                                 grad_weight + co * R);
+}
+
+// The by-channel layouts keep output channels along the vector, in blocks of 2 W channels (a last
+// block of W): they apply when the channels come in whole registers.
+inline bool channels_fill_registers(int C_out) { return C_out % W == 0; }
+
+// The forward with output channels along the vector, for the same layers as the weight gradient by
+// channel: each tile computes tile_rows real output pixels x 2 W channels, so the extended rows'
+// wasted columns (4 of every 14 on the networks' conv2) are never computed. Per tap: 2 aligned
+// weight vectors, tile_rows broadcasts of the input (one per pixel, each at its own base) and
+// 2 tile_rows FMAs.
+//
+// Packed weights: for each block of channels, for each tap t, the block's weights weight[co][t].
+inline void pack_forward_weights_by_channel(const float* weight, int C_out, std::int64_t R, float* packed) {
+  for (int co0 = 0; co0 < C_out; co0 += channel_block) {
+    const int width = std::min(channel_block, C_out - co0);
+    for (std::int64_t t = 0; t < R; ++t)
+      for (int j = 0; j < width; ++j) *packed++ = weight[(co0 + j) * R + t];
+  }
+}
+
+// acc[j][c] (+)= sum over `taps` taps of w[t][c] * xp[base[j] + offsets[t]], for c < NV W, j <
+// tile_rows: one tile of pixels p0..p0+tile_rows-1 (base[j]: pixel p0 + j's position in the padded
+// input) over one chunk of taps; `first` starts from zero, else from acc.
+template <int NV>
+inline void forward_tile_by_channel(const float* xp, const std::int64_t* base, const std::int64_t* offsets,
+                                    std::int64_t taps, const float* w, bool first, float* acc) {
+  constexpr int ld = channel_block;
+#define HEADNET_DECLARE(j)                                                                         \
+  reg acc##j##0 = V::zero(), acc##j##1 = V::zero();                                                \
+  const float* src##j = xp + base[tile_rows > j ? j : 0];                                          \
+  if constexpr (tile_rows > j) {                                                                   \
+    if (!first) {                                                                                  \
+      acc##j##0 = V::load(acc + ld * j);                                                           \
+      if constexpr (NV > 1) acc##j##1 = V::load(acc + ld * j + W);                                 \
+    }                                                                                              \
+  }
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (std::int64_t t = 0; t < taps; ++t, w += NV * W) {
+    const std::int64_t off = offsets[t];
+    reg w0 = V::load(w), w1 = NV > 1 ? V::load(w + W) : w0;
+    V::pin(w0);
+    V::pin(w1);
+#define HEADNET_FMA(j)                                              \
+  if constexpr (tile_rows > j) {                                    \
+    const reg xj = V::broadcast(src##j + off);                      \
+    acc##j##0 = V::fma(xj, w0, acc##j##0);                          \
+    if constexpr (NV > 1) acc##j##1 = V::fma(xj, w1, acc##j##1);    \
+  }
+    HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_STORE(j)                                            \
+  if constexpr (tile_rows > j) {                                    \
+    V::store(acc + ld * j, acc##j##0);                              \
+    if constexpr (NV > 1) V::store(acc + ld * j + W, acc##j##1);    \
+  }
+  HEADNET_FOR_ROWS(HEADNET_STORE)
+#undef HEADNET_STORE
+}
+
+// Taps per chunk of the by-channel forward: 256 taps of 2 W weights (16 KiB for AVX2), so a
+// chunk's weights and the input planes it reads stay in L1 while every pixel tile of the image
+// passes.
+constexpr std::int64_t forward_chunk_taps = 256;
+
+/// Floats of scratch per pixel tile of the by-channel forward.
+constexpr std::int64_t forward_tile_floats = std::int64_t(tile_rows) * channel_block;
+
+inline std::int64_t forward_tiles_by_channel(std::int64_t P) { return (P + tile_rows - 1) / tile_rows; }
+
+// y (C_out, H_out, W_out) of one padded image, by channel. base: scratch of H_out*W_out entries;
+// acc: aligned scratch of forward_tile_floats * forward_tiles_by_channel(P) floats.
+inline void forward_image_by_channel(const PaddedGeometry& in, int K, int C_out, const float* xp,
+                                     const float* packed, const std::int64_t* offsets, const float* bias, float* y,
+                                     std::int64_t* base, float* acc, bool relu) {
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t R = in.channels * std::int64_t(K) * K, P = std::int64_t(H_out) * W_out;
+  const std::int64_t tiles = forward_tiles_by_channel(P);
+  for (int oh = 0; oh < H_out; ++oh)
+    for (int ow = 0; ow < W_out; ++ow) base[oh * W_out + ow] = std::int64_t(oh) * in.width + ow;
+  // The last tile is moved back to end at P: it recomputes a few pixels instead of overrunning.
+  auto tile_start = [&](std::int64_t k) { return std::min<std::int64_t>(tile_rows * k, P - tile_rows); };
+  for (int co0 = 0; co0 < C_out; co0 += channel_block) {
+    const int width = std::min(channel_block, C_out - co0);
+    for (std::int64_t t0 = 0; t0 < R; t0 += forward_chunk_taps) {
+      const std::int64_t taps = std::min(forward_chunk_taps, R - t0);
+      for (std::int64_t k = 0; k < tiles; ++k) {
+        float* tile = acc + forward_tile_floats * k;
+        if (width == channel_block)
+          forward_tile_by_channel<2>(xp, base + tile_start(k), offsets + t0, taps, packed + t0 * width, t0 == 0, tile);
+        else
+          forward_tile_by_channel<1>(xp, base + tile_start(k), offsets + t0, taps, packed + t0 * width, t0 == 0, tile);
+      }
+    }
+    // Transpose on the way out (tiles hold pixels x channels), adding the bias.
+    for (std::int64_t k = 0; k < tiles; ++k) {
+      const std::int64_t p0 = tile_start(k);
+      for (int c = 0; c < width; ++c) {
+        const float b = bias ? bias[co0 + c] : 0.0f;
+        float* out = y + (co0 + c) * P + p0;
+        for (int j = 0; j < tile_rows; ++j) {
+          const float v = acc[forward_tile_floats * k + channel_block * j + c] + b;
+          out[j] = relu && v < 0.0f ? 0.0f : v;
+        }
+      }
+    }
+    packed += R * width;
+  }
+}
+
+// Whether the forward runs by channel: channels in whole registers, at least one pixel tile, and
+// extended rows that waste a fifth or more.
+inline bool forward_by_channel_applies(const PaddedGeometry& in, int K, int C_out) {
+  const std::int64_t W_out = in.width - K + 1, H_out = in.height - K + 1;
+  return channels_fill_registers(C_out) && H_out * W_out >= tile_rows && W_out * 5 <= std::int64_t(in.width) * 4;
+}
+
+// The weight gradient with output channels along the vector instead of pixels, for layers whose
+// output channels fill whole registers. It computes real pixels only (the extended rows of both
+// networks' conv2 are 14 wide for 10 real pixels) and needs no horizontal sums:
+//   gradT[t][co] += sum_i sum_(oh, ow) xp_i[offset(t) + oh*Wp + ow] * dyT_i[oh*W_out + ow][co]
+// over real pixels only, with dyT the output gradient transposed to pixel-major (made by
+// transpose_grad_output, in blocks of 2 W channels). A tile is tile_rows taps x 2 W channels: per
+// pixel, 2 aligned loads of dyT, tile_rows broadcasts of the input and 2 tile_rows FMAs.
+template <int TB, int NV>
+inline void weight_tile_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                   const float* dyT, std::int64_t dyT_stride, int images, int H_out, int W_out,
+                                   int Wp, int C_out, float* gradT) {
+  static_assert(TB >= 1 && TB <= tile_rows && (NV == 1 || NV == 2), "tile size");
+#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int i = 0; i < images; ++i, xp += xp_stride, dyT += dyT_stride) {
+#define HEADNET_SOURCE(j) const float* src##j = xp + offsets[TB > j ? j : 0];
+    HEADNET_FOR_ROWS(HEADNET_SOURCE)
+#undef HEADNET_SOURCE
+    const float* d = dyT;
+    for (int oh = 0; oh < H_out; ++oh) {
+      const std::int64_t row = std::int64_t(oh) * Wp;
+      for (int ow = 0; ow < W_out; ++ow, d += W * NV) {
+        const std::int64_t p = row + ow;
+        reg d0 = V::load(d), d1 = NV > 1 ? V::load(d + W) : d0;
+        V::pin(d0);
+        V::pin(d1);
+#define HEADNET_FMA(j)                                              \
+  if constexpr (TB > j) {                                           \
+    const reg xj = V::broadcast(src##j + p);                        \
+    acc##j##0 = V::fma(xj, d0, acc##j##0);                          \
+    if constexpr (NV > 1) acc##j##1 = V::fma(xj, d1, acc##j##1);    \
+  }
+        HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+      }
+    }
+  }
+#define HEADNET_STORE(j)                                                              \
+  if constexpr (TB > j) {                                                             \
+    float* g = gradT + j * C_out;                                                     \
+    V::storeu(g, V::add(V::loadu(g), acc##j##0));                                     \
+    if constexpr (NV > 1) V::storeu(g + W, V::add(V::loadu(g + W), acc##j##1));       \
+  }
+  HEADNET_FOR_ROWS(HEADNET_STORE)
+#undef HEADNET_STORE
+}
+
+template <int TB>
+inline void weight_tile_by_channel_one(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                       const float* dyT, std::int64_t dyT_stride, int images, int H_out, int W_out,
+                                       int Wp, int C_out, float* gradT) {
+  weight_tile_by_channel<TB, 1>(xp, xp_stride, offsets, dyT, dyT_stride, images, H_out, W_out, Wp, C_out, gradT);
+}
+template <int TB>
+inline void weight_tile_by_channel_two(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                       const float* dyT, std::int64_t dyT_stride, int images, int H_out, int W_out,
+                                       int Wp, int C_out, float* gradT) {
+  weight_tile_by_channel<TB, 2>(xp, xp_stride, offsets, dyT, dyT_stride, images, H_out, W_out, Wp, C_out, gradT);
+}
+
+template <int NV>
+inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
+                                    std::int64_t R, const float* dyT, std::int64_t dyT_stride, int images, int H_out,
+                                    int W_out, int Wp, int C_out, float* gradT) {
+  for (std::int64_t t = 0; t < R; t += tile_rows) {
+    const int taps = int(std::min<std::int64_t>(tile_rows, R - t));
+    if constexpr (NV == 2) {
+      HEADNET_DISPATCH_ROWS(weight_tile_by_channel_two, taps, xp, xp_stride, offsets + t, dyT, dyT_stride, images,
+                            H_out, W_out, Wp, C_out, gradT + t * C_out)
+    } else {
+      HEADNET_DISPATCH_ROWS(weight_tile_by_channel_one, taps, xp, xp_stride, offsets + t, dyT, dyT_stride, images,
+                            H_out, W_out, Wp, C_out, gradT + t * C_out)
+    }
+  }
+}
+
+// gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel). C_out
+// must fill whole registers; dyT rows aligned.
+inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, const float* xp,
+                                       std::int64_t xp_stride, const float* dyT, std::int64_t dyT_stride, int images,
+                                       const std::int64_t* offsets, float* gradT) {
+  const std::int64_t R = in.channels * std::int64_t(K) * K;
+  const int H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t P = std::int64_t(H_out) * W_out;
+  int co = 0;
+  for (; co + channel_block <= C_out; co += channel_block)
+    weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
+                               C_out, gradT + co);
+  if (co < C_out)
+    weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
+                               C_out, gradT + co);
+}
+
+// dy (C_out, P) -> dyT (P, C_out) in blocks of channel_block channels (a last block of W), masked
+// by relu_output > 0 when given; adds the sums over P to grad_bias when given. On x86, in 8 x 8
+// blocks through 256-bit registers: a scalar transpose of the wide conv1's 128 x 784 dy per image
+// cost more than the by-channel tile saved.
+inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, const float* relu_output, float* dyT,
+                                  float* grad_bias) {
+  // Block b holds (P, width) from dyT + channel_block b P, so that a tile reads its channels as
+  // one contiguous stream.
+  auto width = [&](int co) { return std::min(channel_block, C_out - co / channel_block * channel_block); };
+  auto at = [&](std::int64_t p, int co) {
+    return dyT + std::int64_t(co / channel_block * channel_block) * P + p * width(co) + co % channel_block;
+  };
+  int co0 = 0;
+#if HEADNET_DIRECT_X86
+  for (; co0 + 8 <= C_out; co0 += 8) {
+    __m256 sums[8];
+    for (auto& v : sums) v = _mm256_setzero_ps();
+    std::int64_t p0 = 0;
+    for (; p0 + 8 <= P; p0 += 8) {
+      __m256 r[8];
+      for (int c = 0; c < 8; ++c) {
+        r[c] = _mm256_loadu_ps(dy + (co0 + c) * P + p0);
+        if (relu_output) {
+          const __m256 keep = _mm256_cmp_ps(_mm256_loadu_ps(relu_output + (co0 + c) * P + p0), _mm256_setzero_ps(),
+                                            _CMP_GT_OQ);
+          r[c] = _mm256_and_ps(r[c], keep);
+        }
+        sums[c] = _mm256_add_ps(sums[c], r[c]);
+      }
+      // 8 x 8 transpose: rows are channels, columns pixels.
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* out = at(p0, co0);
+      const std::int64_t ld = width(co0);
+      _mm256_storeu_ps(out + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(out + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(out + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(out + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(out + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(out + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(out + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(out + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (int c = 0; c < 8; ++c) {
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, sums[c]);
+      float sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+      const float* src = dy + (co0 + c) * P;
+      const float* mask = relu_output ? relu_output + (co0 + c) * P : nullptr;
+      for (std::int64_t p = p0; p < P; ++p) {
+        const float v = mask && !(mask[p] > 0.0f) ? 0.0f : src[p];
+        *at(p, co0 + c) = v;
+        sum += v;
+      }
+      if (grad_bias) grad_bias[co0 + c] += sum;
+    }
+  }
+#endif
+  for (int co = co0; co < C_out; ++co) {  // channels past the last 8 (or all, in portable code)
+    const float* src = dy + co * P;
+    const float* mask = relu_output ? relu_output + co * P : nullptr;
+    float sum = 0;
+    for (std::int64_t p = 0; p < P; ++p) {
+      const float v = mask && !(mask[p] > 0.0f) ? 0.0f : src[p];
+      *at(p, co) = v;
+      sum += v;
+    }
+    if (grad_bias) grad_bias[co] += sum;
+  }
+}
+
+// The input gradient by scattering, for layers whose input gradient as a "full" convolution would
+// mostly multiply padding: wide conv2 (14x14 -> 10x10, 5x5) gathers over dy padded to 18x18, twice
+// the products of the definition. Here each unfolded input row r = (c, kh, kw) receives
+//   dxp[offset(r) + p] += sum_co weight[co][r] * dy_ext[co][p]
+// i.e. GEMM (weight^T x dy_ext) and col2im fused, the GEMM's tile folded into dxp from registers.
+// A tile is forward_channels input channels at one tap x 2 W pixels: its destinations lie in
+// different channel planes, so its read-modify-writes never overlap each other (a load that partly
+// overlaps a store still in flight would stall).
+//
+// Packed weights: for each block of forward_channels input channels, for each tap, for each output
+// channel, the block's weights weight[co][c0 + j][tap] (zeros past the last channel).
+inline void pack_scatter_weights(const float* weight, int C_out, int C, int K, float* packed) {
+  const std::int64_t KK = std::int64_t(K) * K;
+  for (int c0 = 0; c0 < C; c0 += forward_channels)
+    for (std::int64_t tap = 0; tap < KK; ++tap)
+      for (int co = 0; co < C_out; ++co)
+        for (int j = 0; j < forward_channels; ++j)
+          *packed++ = c0 + j < C ? weight[(std::int64_t(co) * C + c0 + j) * KK + tap] : 0.0f;
+}
+
+// dxp[j * plane + p0 + q] += sum_co w[co][j] * dy_ext[co][p0 + q] for j < CB, q < 2 W; dxp points at
+// the tile's first channel, shifted by its tap.
+template <int CB>
+inline void scatter_tile(const float* dy_ext, std::int64_t ld, int C_out, const float* w, std::int64_t p0, float* dxp,
+                         std::int64_t plane) {
+#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  const float* d = dy_ext + p0;
+  for (int co = 0; co < C_out; ++co, w += forward_channels, d += ld) {
+    reg d0 = V::load(d), d1 = V::load(d + W);
+    V::pin(d0);
+    V::pin(d1);
+#define HEADNET_FMA(j)                        \
+  if constexpr (CB > j) {                     \
+    const reg wj = V::broadcast(w + j);       \
+    acc##j##0 = V::fma(wj, d0, acc##j##0);    \
+    acc##j##1 = V::fma(wj, d1, acc##j##1);    \
+  }
+    HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_ADD(j)                                                  \
+  if constexpr (CB > j) {                                               \
+    float* dst = dxp + j * plane + p0;                                  \
+    V::storeu(dst, V::add(V::loadu(dst), acc##j##0));                   \
+    V::storeu(dst + W, V::add(V::loadu(dst + W), acc##j##1));           \
+  }
+  HEADNET_FOR_ROWS(HEADNET_ADD)
+#undef HEADNET_ADD
+}
+
+// dx (C, H, W) of one image from its dy_ext (C_out, grad_length) by scattering. dxp: scratch of
+// in.size() + scatter_slack floats. `packed` from pack_scatter_weights.
+inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, int pad, const float* dy_ext,
+                                   const float* packed, float* dxp, float* dx) {
+  const std::int64_t Ln = grad_length(in, K), plane = in.plane();
+  std::fill(dxp, dxp + in.size() + scatter_slack, 0.0f);
+  for (int c0 = 0; c0 < in.channels; c0 += forward_channels) {
+    const int cb = std::min(forward_channels, in.channels - c0);
+    for (int kh = 0; kh < K; ++kh)
+      for (int kw = 0; kw < K; ++kw, packed += std::int64_t(C_out) * forward_channels) {
+        float* base = dxp + c0 * plane + std::int64_t(kh) * in.width + kw;
+        for (std::int64_t p0 = 0; p0 < Ln; p0 += forward_pixels)
+          HEADNET_DISPATCH_ROWS(scatter_tile, cb, dy_ext, Ln, C_out, packed, p0, base, plane)
+      }
+  }
+  // Crop the padding away.
+  const int H = in.height - 2 * pad, Wd = in.width - 2 * pad;
+  for (int c = 0; c < in.channels; ++c)
+    for (int h = 0; h < H; ++h)
+      std::memcpy(dx + (std::int64_t(c) * H + h) * Wd, dxp + c * plane + std::int64_t(h + pad) * in.width + pad,
+                  sizeof(float) * std::size_t(Wd));
+}
+
+#undef HEADNET_DISPATCH_ROWS
+#undef HEADNET_FOR_ROWS
+
+// Whether the input gradient scatters (above) rather than gathers (the "full" convolution): the
+// scatter visits C*K*K rows x grad_length pixels x C_out, the gather C x the extended length of dy
+// padded by K-1-pad x C_out*K*K. Equal for 3x3 padding-1 layers, where the gather's plain loads
+// win; the scatter does about half the work on small images with no padding.
+inline bool prefer_scatter(const PaddedGeometry& in, const PaddedGeometry& grad, int K) {
+  const std::int64_t scatter = grad_length(in, K), gather = round_up(extended_length(grad, K), forward_pixels);
+  return scatter * 5 < gather * 4;
+}
+
+// prefer_scatter for a layer: the input as padded for the forward, dy padded by K-1-padding.
+inline bool input_gradient_scatters(const ConvGeometry& g, int C_out) {
+  const int K = g.kernel_size, q = K - 1 - g.padding;
+  return prefer_scatter({g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding},
+                        {C_out, g.out_height() + 2 * q, g.out_width() + 2 * q}, K);
+}
+
+// Whether the weight gradient runs by channel rather than by pixel: when the output channels fill
+// whole registers (measured in docs/benchmarks.md).
+inline bool weight_gradient_by_channel_applies(int C_out) { return channels_fill_registers(C_out); }
+
+// How these kernels compute the layer.
+inline DirectPlan plan(const ConvGeometry& g, int C_out) {
+  const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  return DirectPlan{W,
+                    tile_rows,
+                    forward_chunk_taps,
+                    forward_by_channel_applies(in, g.kernel_size, C_out),
+                    weight_gradient_by_channel_applies(C_out),
+                    input_gradient_scatters(g, C_out)};
+}
+
+// The forward of N images: y = conv(x) + bias, then ReLU if relu.
+inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
+                           const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu) {
+  const int K = g.kernel_size;
+  const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const std::int64_t R = g.patch_size(), L = extended_length(in, K), out_image = C_out * g.out_pixels();
+  const bool by_channel = forward_by_channel_applies(in, K, C_out);
+  const int blocks = (C_out + forward_channels - 1) / forward_channels;
+  // Aligned: the by-channel tile loads its weights with aligned loads.
+  float* packed = align(ws.packed_weight(std::int64_t(blocks) * forward_channels * R + W));
+  if (by_channel)
+    pack_forward_weights_by_channel(weight, C_out, R, packed);
+  else
+    pack_forward_weights(weight, C_out, R, packed);
+  std::int64_t* offsets = ws.offsets(0, R);
+  tap_offsets(in, K, offsets);
+  // Each thread's buffers, grown for every thread before the parallel region (see
+  // conv2d_workspace.hpp).
+  struct Buffers {
+    float* y_ext;
+    std::int64_t* base;
+    float* acc;
+    float* xp;
+  };
+  auto buffers = [&](int t) {
+    return Buffers{by_channel ? nullptr : ws.extended(t, forward_channels * L),
+                   by_channel ? ws.pixel_bases(t, g.out_pixels()) : nullptr,
+                   by_channel ? ws.gathered_aligned(t, forward_tile_floats * forward_tiles_by_channel(g.out_pixels()))
+                              : nullptr,
+                   g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr};
+  };
+  const int threads = std::min(num_threads(), std::max(N, 1));
+  ws.prepare(threads);
+  for (int t = 0; t < threads; ++t) buffers(t);
+  detail::for_each_image_chunk(N, N, [&](int t, int, int begin, int end) {
+    const Buffers b = buffers(t);
+    for (int n = begin; n < end; ++n) {
+      const float* image = x + std::int64_t(n) * g.image_size();
+      if (b.xp) pad_image(image, g.channels, g.height, g.width, g.padding, b.xp);
+      const float* input = b.xp ? b.xp : image;
+      if (by_channel)
+        forward_image_by_channel(in, K, C_out, input, packed, offsets, bias, y + n * out_image, b.base, b.acc, relu);
+      else
+        forward_image(in, K, C_out, input, packed, offsets, bias, y + n * out_image, b.y_ext, relu);
+    }
+  });
+}
+
+// The backward of N images; null for a gradient not wanted. relu_output: see extend_grad_output;
+// only when dy reaches the kernels through dy_ext or dyT (weight gradient, scattered input
+// gradient).
+inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
+                            const float* dy, float* dx, float* grad_weight, float* grad_bias,
+                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr) {
+  const int K = g.kernel_size, C = g.channels;
+  const PaddedGeometry in{C, g.height + 2 * g.padding, g.width + 2 * g.padding};
+  const int q = K - 1 - g.padding;  // dy's padding for the input gradient
+  const PaddedGeometry grad{C_out, g.out_height() + 2 * q, g.out_width() + 2 * q};
+  const std::int64_t R = g.patch_size(), R_grad = std::int64_t(C_out) * K * K;
+  const std::int64_t Ln = grad_length(in, K), L_grad = extended_length(grad, K);
+  const std::int64_t out_image = C_out * g.out_pixels(), weight_size = C_out * R;
+  std::int64_t* offsets = ws.offsets(0, R);
+  tap_offsets(in, K, offsets);
+  // The input gradient scatters from dy_ext (built for the weight gradient anyway) or gathers
+  // from dy padded by q, whichever does less work (prefer_scatter).
+  const bool scatter = dx && prefer_scatter(in, grad, K);
+  const bool by_channel = grad_weight && weight_gradient_by_channel_applies(C_out);
+  const std::int64_t P = g.out_pixels();
+  if (relu_output && dx && !scatter) throw std::logic_error("direct::conv2d_backward: a fused ReLU needs dy_ext");
+  std::int64_t* grad_offsets = ws.offsets(1, R_grad);
+  float* packed = nullptr;
+  if (dx) {
+    const int blocks = (C + forward_channels - 1) / forward_channels;
+    packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R_grad);
+    if (scatter) {
+      pack_scatter_weights(weight, C_out, C, K, packed);
+    } else {
+      tap_offsets(grad, K, grad_offsets);
+      pack_flipped_weights(weight, C_out, C, K, packed);
+    }
+  }
+  // Without a weight gradient every image is its own chunk; with one, each of a few chunks sums
+  // into its own partial gradient, added up in chunk order at the end.
+  const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks : N));
+  const int threads = std::min(num_threads(), chunks);
+  ws.prepare(threads);
+  if (grad_weight)
+    for (int c = 0; c < chunks; ++c) ws.chunk_partial(c, weight_size + C_out);  // grown outside the threads
+  // Groups of images whose padded inputs and dy (extended or transposed) fit in about 256 KiB
+  // (L2), so that each weight tile sums a whole group in registers while the group stays in cache.
+  const bool extend = scatter || (grad_weight && !by_channel), transpose = grad_weight && by_channel;
+  const std::int64_t xp_stride = round_up(in.size() + slack, 2 * W), dy_stride = extend ? C_out * Ln : 0;
+  const std::int64_t dyT_stride = transpose ? round_up(C_out * P, 2 * W) : 0;
+  const std::int64_t group_bytes = 4 * ((grad_weight ? xp_stride : 0) + dy_stride + dyT_stride);
+  const int group = group_bytes ? int(std::max<std::int64_t>(1, (std::int64_t(256) << 10) / group_bytes)) : 1;
+  // Each thread's buffers for `most` images, grown for every thread and the largest chunk before the
+  // parallel region (see conv2d_workspace.hpp).
+  struct Buffers {
+    float *xp, *dy_ext, *dyT, *dxp, *dyp, *y_ext;
+  };
+  auto buffers = [&](int t, int most) {
+    Buffers b{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    if (grad_weight || scatter) {
+      b.xp = grad_weight ? ws.padded(t, most * xp_stride) : nullptr;
+      b.dy_ext = extend ? ws.extended(t, most * dy_stride) : nullptr;
+      b.dyT = transpose ? ws.transposed(t, most * dyT_stride) : nullptr;
+      b.dxp = scatter ? ws.columns(t, in.size() + scatter_slack) : nullptr;
+    }
+    if (dx && !scatter) {
+      b.dyp = ws.columns(t, grad.size() + slack);
+      b.y_ext = ws.gathered(t, forward_channels * L_grad);
+    }
+    return b;
+  };
+  const int largest_chunk = (N + chunks - 1) / chunks;
+  for (int t = 0; t < threads; ++t) buffers(t, std::min(group, largest_chunk));
+  detail::for_each_image_chunk(N, chunks, [&](int t, int chunk, int begin, int end) {
+    float* gw = nullptr;
+    float* gb = nullptr;
+    // By pixel, gw is (C_out, R) like grad_weight; by channel, (R, C_out), transposed at the end.
+    if (grad_weight) {
+      gw = ws.chunk_partial(chunk, weight_size + C_out);
+      std::fill(gw, gw + weight_size + C_out, 0.0f);
+      gb = grad_bias ? gw + weight_size : nullptr;
+    }
+    const Buffers b = buffers(t, std::min(group, largest_chunk));
+    if (gw || scatter) {
+      for (int n0 = begin; n0 < end; n0 += group) {
+        const int images = std::min(group, end - n0);
+        for (int i = 0; i < images; ++i) {
+          const float* mask = relu_output ? relu_output + (n0 + i) * out_image : nullptr;
+          if (gw)
+            pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding,
+                      b.xp + i * xp_stride);
+          if (extend)
+            extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, b.dy_ext + i * dy_stride,
+                               transpose ? nullptr : gb, mask);
+          if (transpose)
+            transpose_grad_output(C_out, P, dy + (n0 + i) * out_image, mask, b.dyT + i * dyT_stride, gb);
+        }
+        if (gw && by_channel)
+          weight_gradient_by_channel(in, K, C_out, b.xp, xp_stride, b.dyT, dyT_stride, images, offsets, gw);
+        else if (gw)
+          weight_gradient(in, K, C_out, b.xp, xp_stride, b.dy_ext, dy_stride, images, offsets, gw);
+        if (scatter)
+          for (int i = 0; i < images; ++i)
+            input_gradient_scatter(in, K, C_out, g.padding, b.dy_ext + i * dy_stride, packed, b.dxp,
+                                   dx + std::int64_t(n0 + i) * g.image_size());
+      }
+    }
+    if (dx && !scatter) {
+      for (int n = begin; n < end; ++n) {
+        pad_image(dy + n * out_image, C_out, g.out_height(), g.out_width(), q, b.dyp);
+        forward_image(grad, K, C, b.dyp, packed, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(),
+                      b.y_ext);
+      }
+    }
+  });
+  if (grad_weight) {
+    for (int c = 0; c < chunks; ++c) {
+      const float* partial = ws.chunk_partial(c, weight_size + C_out);
+      if (by_channel) {
+        for (int co = 0; co < C_out; ++co)
+          for (std::int64_t r = 0; r < R; ++r) grad_weight[co * R + r] += partial[r * C_out + co];
+      } else {
+        for (std::int64_t i = 0; i < weight_size; ++i) grad_weight[i] += partial[i];
+      }
+      if (grad_bias)
+        for (int co = 0; co < C_out; ++co) grad_bias[co] += partial[weight_size + co];
+    }
+  }
+}

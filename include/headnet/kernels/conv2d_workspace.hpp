@@ -1,0 +1,145 @@
+// headnet/kernels/conv2d_workspace.hpp: the scratch memory of the convolution kernels, and how they
+// split a batch over threads.
+//
+// Every buffer a kernel needs lives in a Conv2dWorkspace that grows to the largest shape seen and is
+// then reused, so a training step in steady state allocates nothing. Per-thread buffers are grown
+// for every thread before a parallel region, sized by the planned work: which thread runs which
+// images is decided at run time, so growing them inside the region would allocate whenever a
+// thread first gets work it did not get before.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "headnet/core/parallel.hpp"
+#include "headnet/kernels/gemm.hpp"
+
+namespace headnet {
+namespace kernels {
+
+/// Scratch memory the convolution kernels reuse from step to step (no allocation once warm).
+template <typename T>
+class Conv2dWorkspace {
+ public:
+  /// Scratch buffers, one set per thread; `threads` must be called outside a parallel region.
+  void prepare(int threads) {
+    if (static_cast<int>(per_thread_.size()) < threads) per_thread_.resize(static_cast<std::size_t>(threads));
+  }
+  /// im2col columns for `thread`, at least n elements.
+  T* columns(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].columns, n); }
+  /// Gathered rows for `thread`, at least n elements.
+  T* gathered(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].gathered, n); }
+  /// Shared: dy masked by a fused ReLU, when the kernels that run cannot mask it themselves.
+  T* masked_grad(std::int64_t n) { return grow(masked_grad_, n); }
+  /// One partial weight gradient per chunk of a batch (detail::for_each_image_chunk); grow them all
+  /// before a parallel region.
+  T* chunk_partial(int chunk, std::int64_t n) {
+    if (static_cast<int>(chunk_partials_.size()) <= chunk) chunk_partials_.resize(static_cast<std::size_t>(chunk) + 1);
+    return grow(chunk_partials_[std::size_t(chunk)], n);
+  }
+  /// A weight-gradient partial sum for `thread`, at least n elements.
+  T* partial_weight(int thread, std::int64_t n) {
+    return grow(per_thread_[std::size_t(thread)].partial_weight, n);
+  }
+  /// 64-byte aligned, so that the direct kernels' vector loads of rows do not split cache lines.
+  T* padded(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].padded, n); }
+  /// An extended input row buffer for `thread`, 64-byte aligned.
+  T* extended(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].extended, n); }
+  /// A transposed tile buffer for `thread`, 64-byte aligned.
+  T* transposed(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].transposed, n); }
+  /// The gathered buffer of `thread`, 64-byte aligned.
+  T* gathered_aligned(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].gathered, n); }
+  /// Per-pixel base offsets for `thread`, at least n.
+  std::int64_t* pixel_bases(int thread, std::int64_t n) {
+    auto& v = per_thread_[std::size_t(thread)].pixel_bases;
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+  /// The GEMM packing buffers of `thread`.
+  GemmWorkspace<T>& gemm(int thread) { return per_thread_[std::size_t(thread)].gemm; }
+  /// Shared by all threads, filled before a parallel region: packed weights and tap offsets.
+  T* packed_weight(std::int64_t n) { return grow(packed_weight_, n); }
+  /// Tap offset table `which` (shared), at least n.
+  std::int64_t* offsets(int which, std::int64_t n) {
+    auto& v = offsets_[std::size_t(which)];
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+
+ private:
+  struct Buffers {
+    std::vector<T> columns, gathered, partial_weight, padded, extended, transposed;
+    std::vector<std::int64_t> pixel_bases;
+    GemmWorkspace<T> gemm;
+  };
+
+  static T* grow(std::vector<T>& v, std::int64_t n) {
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+  static T* aligned(std::vector<T>& v, std::int64_t n) {
+    T* p = grow(v, n + std::int64_t(64 / sizeof(T)));
+    auto address = reinterpret_cast<std::uintptr_t>(p);
+    return reinterpret_cast<T*>((address + 63) & ~std::uintptr_t(63));
+  }
+  std::vector<Buffers> per_thread_;
+  std::vector<T> packed_weight_, masked_grad_;
+  std::vector<std::vector<T>> chunk_partials_;
+  std::vector<std::int64_t> offsets_[2];
+};
+
+namespace detail {
+
+// Runs body(thread, first_image, end_image) on one contiguous range of images per thread.
+template <typename Body>
+int for_each_image_range(int images, Body&& body) {
+  const int threads = images >= 2 ? std::min(num_threads(), images) : 1;
+  if (threads == 1) {
+    body(0, 0, images);
+    return 1;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_index();
+    const int begin = static_cast<int>(std::int64_t(images) * t / threads);
+    const int end = static_cast<int>(std::int64_t(images) * (t + 1) / threads);
+    body(t, begin, end);
+  }
+  return threads;
+}
+
+// Runs body(thread, chunk, first_image, end_image) for `chunks` fixed, contiguous chunks of the
+// batch, handed to the threads as they become free. On this shared machine one core often runs
+// slower than the other for a while; with one fixed half per thread the other core then waits (a
+// fifth of its time, measured on the wide network). The chunks do not depend on the thread count
+// or on which thread runs them, so sums kept per chunk and added in chunk order are the same on
+// every run and any number of threads.
+template <typename Body>
+int for_each_image_chunk(int images, int chunks, Body&& body) {
+  chunks = std::max(1, std::min(chunks, images));
+  const int threads = std::min(num_threads(), chunks);
+  auto run = [&](int t, int c) {
+    body(t, c, static_cast<int>(std::int64_t(images) * c / chunks),
+         static_cast<int>(std::int64_t(images) * (c + 1) / chunks));
+  };
+  if (threads == 1) {
+    for (int c = 0; c < chunks; ++c) run(0, c);
+    return 1;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = thread_index();
+#pragma omp for schedule(dynamic, 1)
+    for (int c = 0; c < chunks; ++c) run(t, c);
+  }
+  return threads;
+}
+
+// Chunks of a batch for a weight gradient: each keeps its own partial sum (see
+// for_each_image_chunk), so few enough that adding them up stays cheap.
+constexpr int weight_gradient_chunks = 8;
+
+}  // namespace detail
+}  // namespace kernels
+}  // namespace headnet
