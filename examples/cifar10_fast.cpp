@@ -69,6 +69,7 @@ data::Normalization cifar_normalization() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  headnet::bound_openmp_spinning(argv);  // a fair share of a busy machine (core/parallel.hpp)
   cifar10::Session mpi(argc, argv);  // under mpirun: one rank of a data-parallel run
   CLI::App app{"Train CIFAR-10 with the airbench94 recipe (94% in about 10 epochs)", "cifar10-fast"};
   FastRecipe r;

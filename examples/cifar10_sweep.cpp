@@ -92,6 +92,7 @@ std::vector<Variant> variants_from_config(const std::string& path, const Recipe&
 }  // namespace
 
 int main(int argc, char** argv) {
+  headnet::bound_openmp_spinning(argv);  // a fair share of a busy machine (core/parallel.hpp)
   CLI::App app{"Train variants of the CIFAR-10 tutorial network for several seeds and compare them", "cifar10-sweep"};
   Recipe base;
   std::string data_dir = "data", out_dir = "runs/sweep", config;

@@ -28,6 +28,7 @@ std::map<std::string, std::string> onnx_metadata(const cifar10::Recipe& recipe, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  headnet::bound_openmp_spinning(argv);  // a fair share of a busy machine (core/parallel.hpp)
   using namespace cifar10;
   Session mpi(argc, argv);  // under mpirun: one rank of a data-parallel run
   CLI::App app{"Train the PyTorch CIFAR-10 tutorial network with headnet", "cifar10-train"};

@@ -33,6 +33,7 @@ Sequential<float> resnet() {
 }
 
 int main(int argc, char** argv) {
+  headnet::bound_openmp_spinning(argv);  // a fair share of a busy machine (core/parallel.hpp)
   if (argc < 2) return std::fprintf(stderr, "usage: %s DATA_FOLDER [EPOCHS]\n", argv[0]), 2;
   const auto train_set = data::read_cifar10_train(argv[1]), test_set = data::read_cifar10_test(argv[1]);
   const int epochs = argc > 2 ? std::stoi(argv[2]) : 5;

@@ -56,7 +56,7 @@ inline int thread_index() {
 /// spins at a barrier for a peer that the scheduler has taken off its core, and training slowed
 /// 8x where a fair share is 2x. Measured in docs/benchmarks.md ("Under load"): this bound keeps the
 /// idle speed of libgomp's default while a contended run stays near its fair share.
-constexpr const char* bounded_spin_count = "10000";
+constexpr const char* bounded_spin_count = "1000";
 
 /// Restarts the program with OpenMP's idle spinning bounded (GOMP_SPINCOUNT=bounded_spin_count),
 /// unless the user already chose a wait policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT set) or set
