@@ -32,6 +32,11 @@ LAYERS = [  # name, c_in, c_out, k, padding, size
     ("wide_conv2", 128, 16, 5, 0, 14), ("3x3_64_32x32", 64, 64, 3, 1, 32), ("3x3_128_16x16", 128, 128, 3, 1, 16),
     ("3x3_256_8x8", 256, 256, 3, 1, 8)]
 
+FAST_LAYERS = [  # the fast recipe's 3x3 convolutions (issue #13's targets), at batch 256
+    ("fast_24_64_31x31", 24, 64, 3, 1, 31), ("fast_64_64_15x15", 64, 64, 3, 1, 15),
+    ("fast_64_256_15x15", 64, 256, 3, 1, 15), ("fast_256_256_7x7", 256, 256, 3, 1, 7),
+    ("fast_256_256_3x3", 256, 256, 3, 1, 3)]
+
 PYTORCH_LAYER = r'''
 import json, sys, time, torch
 import torch.nn.functional as F
@@ -75,10 +80,10 @@ def pytorch_throughput(net, batch, threads):
     return json.loads(out.strip().splitlines()[-1])["median"]
 
 
-def headnet_layers(batch):
-    out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=^(forward|backward_input|backward_weight)/.*/{batch}/",
-                          "--benchmark_format=json", "--benchmark_min_time=0.2"], check=True, capture_output=True,
-                         text=True).stdout
+def headnet_layers(batch, names=".*", isa=None):
+    out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=^(forward|backward_input|backward_weight)/{names}/{batch}/",
+                          "--benchmark_format=json", "--benchmark_min_time=0.2"] + ([f"--isa={isa}"] if isa else []),
+                         check=True, capture_output=True, text=True).stdout
     peak = float(re.search(r"Measured fp32 FMA peak: ([0-9.]+) GFLOP/s", out).group(1))
     data = json.loads(out[out.index("\n{") + 1:])
     result = {}
@@ -102,8 +107,13 @@ def main():
     a.add_argument("--doc", default=os.path.join(root, "docs", "benchmarks.md"))
     a.add_argument("--reuse-throughput", metavar="JSON",
                    help="take the training-throughput samples from this file (written by an earlier run)")
+    a.add_argument("--fast-layers", action="store_true",
+                   help="only the fast recipe's 3x3 layers at batch 256, for every instruction set the CPU has "
+                        "(printed, not written to the doc)")
     args = a.parse_args()
     repeats = 1 if args.quick else args.repeats
+    if args.fast_layers:
+        return fast_layers(repeats)
     # Layers: `repeats` rounds, each headnet's whole kernel benchmark then PyTorch's layers, medians.
     layer_samples, peaks = {}, []
     for r in range(repeats):
@@ -177,6 +187,41 @@ def main():
         with open(args.doc, "w") as f:
             f.write(doc)
         print(f"updated {args.doc}", file=sys.stderr)
+
+
+def fast_layers(repeats):
+    """The fast recipe's layers at batch 256, 2 threads: headnet at each instruction set the CPU has
+    (each with the FMA peak at its width, measured in the same run) against PyTorch's best of 1 and 2
+    threads."""
+    flags = open("/proc/cpuinfo").read()
+    isas = ["avx2"] + (["avx512"] if " avx512f" in flags else [])
+    samples, peaks = {}, {}
+    for r in range(repeats):
+        for isa in isas:
+            peak, layers = headnet_layers(256, "fast_.*", isa)
+            peaks.setdefault(isa, []).append(peak)
+            for key, value in layers.items():
+                samples.setdefault((isa,) + key, []).append(value)
+        for layer in FAST_LAYERS:
+            for th in (1, 2):
+                for kind, value in pytorch_layer(layer, 256, th).items():
+                    samples.setdefault(("pytorch", layer[0], kind, th), []).append(value)
+        print(f"round {r + 1} done", file=sys.stderr, flush=True)
+    head = "| layer | pass | " + " | ".join(f"headnet {i} (% of its peak)" for i in isas) + " | PyTorch best of 1, 2 threads | headnet best / PyTorch |"
+    lines = [f"### The fast recipe's 3x3 layers at batch 256, 2 threads (GFLOP/s, median of {repeats} rounds; FMA peak "
+             + ", ".join(f"{i} {statistics.median(peaks[i]):.0f}" for i in isas) + " GFLOP/s, measured in the same run)", "",
+             head, "|" + "---|" * (4 + len(isas))]
+    for layer in FAST_LAYERS:
+        for kind in ("forward", "backward_input", "backward_weight"):
+            h = {i: statistics.median(samples[(i, layer[0], kind)]) for i in isas}
+            p = max(statistics.median(samples[("pytorch", layer[0], kind, th)]) for th in (1, 2))
+            cells = " | ".join(f"{h[i]:.1f} ({100 * h[i] / statistics.median(peaks[i]):.0f}%)" for i in isas)
+            lines.append(f"| {layer[0]} | {kind} | {cells} | {p:.1f} | {max(h.values()) / p:.2f}x |")
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
+    lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py --fast-layers` on {model}, "
+              f"{os.cpu_count()} cores; headnet built with g++ -O3 -march=native, each instruction set forced with --isa."]
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
