@@ -245,3 +245,37 @@ TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[c
   }
 }
 
+
+TEST_CASE("Conv2d says which kernels it ran, and set_isa forces another instruction set", "[conv2d][direct]") {
+  Sequential<float> net;
+  net.add(Conv2d<float>(3, 16, 3, 1, 1));
+  net.add(ReLU<float>());
+  net.add(Conv2d<float>(16, 8, 3, 2, 1));
+  CHECK(net.kernel_report().empty());  // nothing ran yet
+  Tensor<float> x({2, 3, 12, 12});
+  Generator gen(4);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = float(gen.uniform(-1, 1));
+  const Tensor<float> y = net.forward(x).clone();
+  const std::string report = net.kernel_report();
+  INFO(report);
+  const std::string active = std::string("direct/") + simd::name(simd::active_isa());
+  CHECK(report.find("0: forward=" + active) != std::string::npos);        // stride 1: the direct kernels
+  CHECK(report.find("2: forward=im2col_gemm") != std::string::npos);      // stride 2: im2col + GEMM
+  auto& conv = dynamic_cast<Conv2d<float>&>(net[0]);
+  for (simd::Isa isa : simd::all_isas()) {
+    if (!simd::available(isa)) {
+      CHECK_THROWS_WITH(conv.set_isa(isa), Catch::Contains(simd::name(isa)));
+      continue;
+    }
+    conv.set_isa(isa);
+    const Tensor<float> y_isa = net.forward(x);
+    CHECK(net.kernel_report().find(std::string("0: forward=direct/") + simd::name(isa)) != std::string::npos);
+    double worst = 0;
+    for (std::int64_t i = 0; i < y.numel(); ++i)
+      worst = std::max(worst, double(std::fabs(y.data()[i] - y_isa.data()[i])) / (1.0 + std::fabs(y.data()[i])));
+    CHECK(worst < 1e-5);
+  }
+  conv.use_default_isa();
+  CHECK(conv.isa() == simd::active_isa());
+  CHECK_THROWS_WITH(simd::parse_isa("sse9"), Catch::Contains("portable, avx2 or avx512"));
+}

@@ -227,7 +227,7 @@ class Conv2d : public Layer<T> {
     return s;
   }
   /// kernel_paths() for the last input the layer saw (empty before its first forward).
-  std::string kernel_paths() const override { return input_.numel() ? kernel_paths(input_.shape()) : ""; }
+  std::string kernel_paths() const override { return input_.shape().rank() == 4 ? kernel_paths(input_.shape()) : ""; }
   /// The activation fused into the output (Sequential fuses a following ReLU).
   kernels::ConvActivation activation() const { return activation_; }
   /// Fuses `activation` into the output.
