@@ -3,7 +3,7 @@
 
   /usr/bin/python3 benchmarks/pytorch_throughput.py --nets tutorial wide --batch 4 32 128 --threads 1 2
 
-Same network (the tutorial's Net, conv1 6 or 128), PyTorch's default initialisation, SGD(lr 0.001,
+Same network (the tutorial's Net, conv1 6 or 128, or "fast": the fast recipe's airbench network), PyTorch's default initialisation, SGD(lr 0.001,
 momentum 0.9), cross-entropy, synthetic data already in memory; each timed run is a fixed number
 of steps after a warm-up; the median of --repeats runs is printed, one JSON object per line.
 """
@@ -19,13 +19,14 @@ import torch.nn as nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts"))
 from pytorch_net import Net  # noqa: E402
+from pytorch_models import airbench  # noqa: E402
 
 
 
 def measure(net_name, batch, threads, seconds, repeats):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = Net(128 if net_name == "wide" else 6)
+    net = airbench() if net_name == "fast" else Net(128 if net_name == "wide" else 6)
     opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     criterion = nn.CrossEntropyLoss()
     x = torch.rand(batch, 3, 32, 32) * 2 - 1

@@ -15,9 +15,8 @@
 #include <limits>
 #include <type_traits>
 
-#if defined(__AVX2__)
-#include <immintrin.h>
-#endif
+#include "headnet/simd/isa.hpp"
+#include "headnet/simd/vec.hpp"  // immintrin.h where there is one
 
 namespace headnet {
 namespace kernels {
@@ -73,10 +72,15 @@ void maxpool2x2_plane(const PoolGeometry& g, const T* in, T* out, std::int32_t* 
 
 }  // namespace detail
 
-#if defined(__AVX2__)
+#if HEADNET_SIMD_AVX2
+#if !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
 namespace detail {
 
-// The same in AVX2 for float, 8 windows at a time: the scalar loop ran at 7 GB/s, a third of the
+// The same in AVX2 for float, 8 windows at a time (compiled for AVX2 whatever the flags, used unless
+// the kernels are forced to portable code: simd/isa.hpp): the scalar loop ran at 7 GB/s, a third of the
 // wide network's conv1 forward. Each pair of input rows is split into even and odd columns, and the
 // four candidates are compared in the scalar loop's order with the same rule, so results and
 // argmax are identical (tests/test_maxpool.cpp holds them to the double, scalar, path).
@@ -174,23 +178,30 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
 }
 
 }  // namespace detail
+#if !defined(__clang__)
+#pragma GCC pop_options
 #endif
+#endif  // HEADNET_SIMD_AVX2
 
 /// Max pooling of `planes` planes; records each maximum's index in `argmax` for backward.
 template <typename T>
 void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T* y, std::int32_t* argmax) {
   const int H_out = g.out_height(), W_out = g.out_width(), K = g.kernel_size, S = g.stride;
   const std::int64_t in_plane = std::int64_t(g.height) * g.width, out_plane = std::int64_t(H_out) * W_out;
+  const bool vector = simd::active_isa() != simd::Isa::portable;  // the 256-bit path runs on AVX2 and AVX-512
+  (void)vector;
 #pragma omp parallel for schedule(static) if (planes * in_plane > (1 << 16))
   for (std::int64_t p = 0; p < planes; ++p) {
     const T* in = x + p * in_plane;
     T* out = y + p * out_plane;
     std::int32_t* arg = argmax + p * out_plane;
     if (g.is_2x2_stride_2()) {
-#if defined(__AVX2__)
+#if HEADNET_SIMD_AVX2
       if constexpr (std::is_same<T, float>::value) {
-        detail::maxpool2x2_plane_avx2(g, in, out, arg);
-        continue;
+        if (vector) {
+          detail::maxpool2x2_plane_avx2(g, in, out, arg);
+          continue;
+        }
       }
 #endif
       detail::maxpool2x2_plane<T>(g, in, out, arg);
@@ -226,12 +237,14 @@ void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy,
                         T* dx) {
   const std::int64_t in_plane = std::int64_t(g.height) * g.width;
   const std::int64_t out_plane = std::int64_t(g.out_height()) * g.out_width();
+  const bool vector = simd::active_isa() != simd::Isa::portable;  // the 256-bit path runs on AVX2 and AVX-512
+  (void)vector;
 #pragma omp parallel for schedule(static) if (planes * in_plane > (1 << 16))
   for (std::int64_t p = 0; p < planes; ++p) {
     T* grad_in = dx + p * in_plane;
-#if defined(__AVX2__)
+#if HEADNET_SIMD_AVX2
     if constexpr (std::is_same<T, float>::value) {
-      if (g.is_2x2_stride_2() && g.height % 2 == 0 && g.width % 2 == 0) {
+      if (vector && g.is_2x2_stride_2() && g.height % 2 == 0 && g.width % 2 == 0) {
         detail::maxpool2x2_backward_plane_avx2(g, dy + p * out_plane, argmax + p * out_plane, grad_in);
         continue;
       }

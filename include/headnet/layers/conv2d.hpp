@@ -202,7 +202,7 @@ class Conv2d : public Layer<T> {
   /// The forced algorithm (automatic by default).
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
   /// automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
-  /// im2col + GEMM where it cannot run: stride > 1, double, a CPU without AVX2).
+  /// im2col + GEMM where it cannot run: stride > 1, double, an image smaller than one pixel tile).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
   /// The instruction set of the direct kernels: the one forced by set_isa, else simd::active_isa().
   simd::Isa isa() const { return forced_isa_ >= 0 ? static_cast<simd::Isa>(forced_isa_) : simd::active_isa(); }
