@@ -78,10 +78,11 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {3, 25, 3, 1, 2, 9, 13},   // 25 = 2*12 + 1 channels, 27 = 2*12 + 3 taps
       {4, 48, 3, 1, 2, 8, 8},    // 48 = 32 + 16 channels: by channel with a half block on AVX-512
       {7, 11, 3, 1, 3, 6, 6},    // 11 channels, 63 = 5*12 + 3 taps, padding on a small image
+      {8, 32, 3, 1, 2, 7, 7},    // 49 pixels by channel: half tiles of 6 pixels on AVX-512
   };
   const simd::Isa isa = simd::active_isa();
   INFO("instruction set " << simd::name(isa));
-  int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0, forward_by_channel = 0;
+  int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0, forward_by_channel = 0, half_tiles = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
@@ -89,6 +90,7 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       const kernels::direct::DirectPlan plan = kernels::direct::plan(isa, g, row.c_out);
       ++(plan.input_gradient_scatters ? scattered : gathered);
       forward_by_channel += plan.forward_by_channel && row.c_in * row.k * row.k > plan.forward_chunk_taps;
+      half_tiles += plan.forward_by_channel && plan.forward_tile_pixels < plan.tile_rows;
       ++(plan.weight_gradient_by_channel ? by_channel : by_pixel);
       std::ostringstream what;
       what << "Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on ("
@@ -161,6 +163,7 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
   CHECK(by_channel >= 2);
   CHECK(by_pixel > 0);
   CHECK(forward_by_channel > 0);
+  if (kernels::direct::plan(isa, {8, 7, 7, 3, 1, 1}, 32).tile_rows >= 12) CHECK(half_tiles > 0);
   set_num_threads(2);
 }
 

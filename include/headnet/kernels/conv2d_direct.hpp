@@ -67,6 +67,7 @@ struct DirectPlan {
   int vector_width;                 ///< floats per register
   int tile_rows;                    ///< rows of a register tile
   std::int64_t forward_chunk_taps;  ///< taps per chunk of the by-channel forward
+  int forward_tile_pixels;          ///< pixels per by-channel forward tile for this image size
   bool forward_by_channel;          ///< the forward keeps channels along the vector
   bool weight_gradient_by_channel;  ///< the weight gradient keeps channels along the vector
   bool input_gradient_scatters;     ///< the input gradient scatters rather than gathers
