@@ -785,7 +785,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   }
   // Without a weight gradient every image is its own chunk; with one, each of a few chunks sums
   // into its own partial gradient, added up in chunk order at the end.
-  const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks : N));
+  const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks(num_threads()) : N));
   const int threads = std::min(num_threads(), chunks);
   ws.prepare(threads);
   if (grad_weight)

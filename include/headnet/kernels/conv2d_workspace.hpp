@@ -137,8 +137,11 @@ int for_each_image_chunk(int images, int chunks, Body&& body) {
 }
 
 // Chunks of a batch for a weight gradient: each keeps its own partial sum (see
-// for_each_image_chunk), so few enough that adding them up stays cheap.
-constexpr int weight_gradient_chunks = 8;
+// for_each_image_chunk), so few enough that adding them up stays cheap, and at least one per
+// thread so that no thread idles (scripts/work_split_model.py). Eight up to 8 threads: the same
+// chunks, hence the same bits, on 1, 2, 4 or 8 threads; beyond, the chunks depend on the thread
+// count, and results are the same bits for the same thread count.
+inline int weight_gradient_chunks(int threads) { return std::max(8, threads); }
 
 }  // namespace detail
 }  // namespace kernels
