@@ -54,8 +54,9 @@ inline int thread_index() {
 /// before it sleeps. libgomp's default (300,000 polls, several milliseconds) keeps both threads
 /// busy between parallel regions; with another CPU-bound process on the machine, a thread then
 /// spins at a barrier for a peer that the scheduler has taken off its core, and training slowed
-/// 8x where a fair share is 2x. Measured in docs/benchmarks.md ("Under load"): this bound keeps the
-/// idle speed of libgomp's default while a contended run stays near its fair share.
+/// 4-8x where a fair share is 2x. Measured in docs/benchmarks.md ("Under load"): with this bound a
+/// contended run stays near its fair share (1.7x); idle, the long kernels lose nothing measurable
+/// and the smallest network up to about 13% in one of two repeats.
 constexpr const char* bounded_spin_count = "1000";
 
 /// Restarts the program with OpenMP's idle spinning bounded (GOMP_SPINCOUNT=bounded_spin_count),

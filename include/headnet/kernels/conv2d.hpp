@@ -83,14 +83,14 @@ int images_per_gemm(const ConvGeometry& g, int images) {
 // runs by channel (direct::weight_gradient_by_channel_applies) and wins, up to a gradient of 2 MiB:
 // the direct kernels add into it image by image, and 3x3 256 -> 256 (2.25 MiB) measured 60
 // GFLOP/s against the GEMM's 71 (3x3 128 -> 128, 0.56 MiB: 122 against 72).
-// The by-channel condition depends on the vector width (channels in whole registers).
+// Whether the weight gradient runs by channel is the direct kernels' own plan (direct::plan).
 inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass, simd::Isa isa) {
   switch (pass) {
     case ConvPass::input_gradient: return !(g.channels < 6 && C_out >= 32);
     case ConvPass::weight_gradient: {
       const bool wide = C_out >= 128 && g.patch_size() >= 1024;
       const bool gradient_fits = std::int64_t(C_out) * g.patch_size() <= (std::int64_t(1) << 19);  // floats
-      return !wide || (C_out % simd::vector_width(isa) == 0 && gradient_fits);
+      return !wide || (direct::plan(isa, g, C_out).weight_gradient_by_channel && gradient_fits);
     }
     default: return true;
   }
