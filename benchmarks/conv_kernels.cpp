@@ -10,7 +10,7 @@
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
-// --algorithm=automatic|im2col_gemm|direct picks the convolution path (default: automatic, what
+// --algorithm=automatic|im2col_gemm|direct|winograd_4x4|winograd_2x2 picks the convolution path (default: automatic, what
 // Conv2d uses), to compare the two on each shape; --isa=portable|avx2|avx512 the direct kernels'
 // instruction set (default: the widest the CPU has, or HEADNET_ISA), and the peak is measured at
 // that width. The fast recipe's 3x3 layers (fast_*) run at batch 32 and 256.
@@ -246,12 +246,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--algorithm=", 0) == 0) {
-      const std::string name = arg.substr(12);
-      if (name == "automatic") algorithm = kernels::ConvAlgorithm::automatic;
-      else if (name == "im2col_gemm") algorithm = kernels::ConvAlgorithm::im2col_gemm;
-      else if (name == "direct") algorithm = kernels::ConvAlgorithm::direct;
-      else {
-        std::fprintf(stderr, "--algorithm must be automatic, im2col_gemm or direct, not '%s'\n", name.c_str());
+      try {
+        algorithm = kernels::parse_conv_algorithm(arg.substr(12));
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "--algorithm: %s\n", e.what());
         return 1;
       }
       continue;

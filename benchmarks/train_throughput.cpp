@@ -34,15 +34,14 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", warmup, "Warm-up steps (0: as many as one timed run)")->capture_default_str();
   app.add_option("--repeats", repeats, "Timed runs; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   app.add_option("--json", json_path, "Also write the results to this JSON file");
-  app.add_option("--algorithm", algorithm_name, "Convolution path: automatic, im2col_gemm or direct")
+  app.add_option("--algorithm", algorithm_name,
+                 "Convolution path: automatic, im2col_gemm, direct, winograd_4x4 or winograd_2x2")
       ->capture_default_str()
-      ->check(CLI::IsMember({"automatic", "im2col_gemm", "direct"}));
+      ->check(CLI::IsMember({"automatic", "im2col_gemm", "direct", "winograd_4x4", "winograd_2x2"}));
   CLI11_PARSE(app, argc, argv);
 
   using namespace headnet;
-  const kernels::ConvAlgorithm algorithm = algorithm_name == "direct"        ? kernels::ConvAlgorithm::direct
-                                           : algorithm_name == "im2col_gemm" ? kernels::ConvAlgorithm::im2col_gemm
-                                                                             : kernels::ConvAlgorithm::automatic;
+  const kernels::ConvAlgorithm algorithm = kernels::parse_conv_algorithm(algorithm_name);
   nlohmann::json results = nlohmann::json::array();
   std::printf("%-9s %6s %8s %14s %14s %14s\n", "network", "batch", "threads", "median img/s", "min img/s", "max img/s");
   for (const auto& name : nets) {
@@ -57,9 +56,7 @@ int main(int argc, char** argv) {
         auto net = name == "fast"       ? models::airbench<float>()
                    : name == "resnet18" ? models::resnet18_cifar<float>()
                                         : models::tutorial_net<float>(name == "wide" ? 128 : 6, 16);
-        net.for_each_layer([&](Layer<float>& layer) {
-          if (auto* conv = dynamic_cast<Conv2d<float>*>(&layer)) conv->set_algorithm(algorithm);
-        });
+        set_conv_algorithm(net, algorithm);
         std::int64_t parameters = 0;
         for (const auto& p : net.parameters()) parameters += p.value.numel();
         SGD<float> sgd(net.parameters(), SGDOptions(0.001).momentum(0.9));

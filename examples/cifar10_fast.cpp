@@ -44,6 +44,7 @@ struct FastRecipe {
   std::string dataset = "cifar10";  // or KIND:PATH, as cifar10-train's --dataset
   double val_fraction = 0;
   std::int64_t image_cache_mb = -1;  // not in results.json: cached and streamed runs are the same run
+  std::string conv_algorithm = "automatic";  // kernels::ConvAlgorithm by name
 
   nlohmann::json to_json() const {
     return {{"epochs", epochs}, {"batch", batch}, {"widths", {width1, width2, width3}}, {"lr", lr},
@@ -51,12 +52,15 @@ struct FastRecipe {
             {"label_smoothing", label_smoothing}, {"warmup", warmup}, {"final_factor", final_factor},
             {"whiten_bias_epochs", whiten_bias_epochs}, {"tta", tta}, {"whiten", whiten}, {"dirac", dirac},
             {"lookahead", lookahead}, {"alternating_flip", alternating_flip}, {"seed", seed}, {"threads", threads},
-            {"train_subset", train_subset}, {"dataset", dataset}, {"val_fraction", val_fraction}};
+            {"train_subset", train_subset}, {"dataset", dataset}, {"val_fraction", val_fraction},
+            {"conv_algorithm", conv_algorithm}};
   }
 };
 
 Sequential<float> fast_net(const FastRecipe& r, const data::ImageSet& set) {
-  return models::airbench<float>(r.width1, r.width2, r.width3, set.classes, set.channels);
+  auto net = models::airbench<float>(r.width1, r.width2, r.width3, set.classes, set.channels);
+  set_conv_algorithm(net, kernels::parse_conv_algorithm(r.conv_algorithm));
+  return net;
 }
 
 data::Normalization cifar_normalization() {
@@ -93,6 +97,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-alt-flip", no_alt_flip, "Ablation: random flips instead of alternating ones");
   app.add_option("--seed", r.seed, "Seed")->capture_default_str();
   app.add_option("--threads", r.threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
+  app.add_option("--conv-algorithm", r.conv_algorithm,
+                 "Convolution kernels of every layer: automatic, direct, im2col_gemm, winograd_4x4 or winograd_2x2 "
+                 "(a layer the forced one cannot compute gets the automatic choice)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"automatic", "direct", "im2col_gemm", "winograd_4x4", "winograd_2x2"}));
   app.add_option("--train-subset", r.train_subset, "Train on the first N training images only (for quick checks)")
       ->check(CLI::Range(std::int64_t(1), std::int64_t(50000)));
   app.add_option("--checkpoint-every", checkpoint_every, "Steps between checkpoints (0: at epoch ends only)")
@@ -132,6 +141,7 @@ int main(int argc, char** argv) {
       r.dirac = j.at("dirac"), r.lookahead = j.at("lookahead"), r.alternating_flip = j.at("alternating_flip");
       r.seed = j.at("seed"), r.threads = j.at("threads"), r.train_subset = j.at("train_subset");
       r.dataset = j.value("dataset", r.dataset), r.val_fraction = j.value("val_fraction", r.val_fraction);
+      r.conv_algorithm = j.value("conv_algorithm", r.conv_algorithm);
     }
     if (r.threads > 0) set_num_threads(r.threads);
     r.threads = num_threads();

@@ -144,9 +144,15 @@ TEST_CASE("A warm training step of a residual network with BatchNorm allocates n
 }
 
 TEST_CASE("A warm training step of resnet9 at batch 32 allocates nothing", "[allocations]") {
+  // Every convolution path the 3x3 layers can take: the automatic choice, then each forced.
+  const kernels::ConvAlgorithm algorithm =
+      GENERATE(kernels::ConvAlgorithm::automatic, kernels::ConvAlgorithm::direct, kernels::ConvAlgorithm::im2col_gemm,
+               kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::winograd_2x2);
+  INFO("convolutions: " << kernels::name(algorithm));
   set_num_threads(2);
   manual_seed(0);
   auto net = models::resnet9<float>();
+  REQUIRE(set_conv_algorithm(net, algorithm) == 8);
   SGD<float> sgd(net.parameters(), SGDOptions(0.01).momentum(0.9).nesterov(true).weight_decay(5e-4));
   CrossEntropyLoss<float> criterion(Reduction::mean, 0.2);
   Tensor<float> images({32, 3, 32, 32});

@@ -31,6 +31,7 @@
 
 #include "headnet/core/parallel.hpp"
 #include "headnet/kernels/conv2d_direct.hpp"
+#include "headnet/kernels/conv2d_winograd.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
 #include "headnet/kernels/relu.hpp"
@@ -39,9 +40,32 @@
 namespace headnet {
 namespace kernels {
 
-/// How a convolution is computed. automatic picks, per layer shape, what measured faster on the
-/// benchmarks (benchmarks/conv_kernels.cpp); the others force one path (tests check both).
-enum class ConvAlgorithm { automatic, im2col_gemm, direct };
+/// How a convolution is computed. automatic picks, per layer shape and pass, what measured faster
+/// on the benchmarks (benchmarks/conv_kernels.cpp); the others force one path where it can run
+/// (tests check each): the direct kernels (kernels/conv2d_direct.hpp, float, stride 1), Winograd
+/// F(4x4, 3x3) or F(2x2, 3x3) (kernels/conv2d_winograd.hpp, 3x3, stride 1, padding up to 2).
+/// A layer the forced path cannot compute gets the automatic choice among the others.
+enum class ConvAlgorithm { automatic, im2col_gemm, direct, winograd_4x4, winograd_2x2 };
+
+/// "automatic", "im2col_gemm", "direct", "winograd_4x4" or "winograd_2x2".
+inline const char* name(ConvAlgorithm algorithm) {
+  switch (algorithm) {
+    case ConvAlgorithm::im2col_gemm: return "im2col_gemm";
+    case ConvAlgorithm::direct: return "direct";
+    case ConvAlgorithm::winograd_4x4: return "winograd_4x4";
+    case ConvAlgorithm::winograd_2x2: return "winograd_2x2";
+    default: return "automatic";
+  }
+}
+
+/// The algorithm named by name(ConvAlgorithm); throws std::invalid_argument naming the choices.
+inline ConvAlgorithm parse_conv_algorithm(const std::string& text) {
+  for (ConvAlgorithm a : {ConvAlgorithm::automatic, ConvAlgorithm::im2col_gemm, ConvAlgorithm::direct,
+                          ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_2x2})
+    if (text == name(a)) return a;
+  throw std::invalid_argument("unknown convolution algorithm '" + text +
+                              "': automatic, im2col_gemm, direct, winograd_4x4 or winograd_2x2");
+}
 
 /// What the layer applies to its output. relu: y = max(conv(x) + b, 0), a ReLU fused into the
 /// convolution (Sequential does this for a ReLU that follows a Conv2d): no separate pass over the
@@ -96,25 +120,43 @@ inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass, simd:
   }
 }
 
+// The automatic choice of Winograd F(4x4, 3x3) where it can run (see select_conv_path).
+template <typename T>
+bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass) {
+  (void)pass;
+  if (!std::is_same<T, float>::value) return false;  // double: the exact paths
+  return g.channels >= 64 && C_out >= 64;
+}
+
 }  // namespace detail
 
-/// The code that computes one pass: im2col + GEMM, or the direct kernels of one instruction set.
+/// The code that computes one pass: im2col + GEMM, the direct kernels of one instruction set, or
+/// Winograd.
 struct ConvPath {
-  ConvAlgorithm algorithm;  ///< im2col_gemm or direct (never automatic)
-  simd::Isa isa;            ///< the direct kernels' instruction set (meaningless for im2col_gemm)
-  /// "im2col_gemm" or "direct/<isa>", e.g. "direct/avx512".
+  ConvAlgorithm algorithm;  ///< im2col_gemm, direct, winograd_4x4 or winograd_2x2 (never automatic)
+  simd::Isa isa;            ///< the direct kernels' instruction set (meaningless for the others)
+  /// "im2col_gemm", "winograd_4x4", "winograd_2x2" or "direct/<isa>", e.g. "direct/avx512".
   std::string name() const {
-    return algorithm == ConvAlgorithm::direct ? std::string("direct/") + simd::name(isa) : "im2col_gemm";
+    return algorithm == ConvAlgorithm::direct ? std::string("direct/") + simd::name(isa) : kernels::name(algorithm);
   }
 };
 
-/// The path conv2d_forward / conv2d_backward take for one pass of this layer: the direct kernels
-/// of `isa` where they can run and `algorithm` asks for them (automatic: where they measured faster,
-/// detail::prefer_direct), else im2col + GEMM. The single place where the choice is made.
+/// The path conv2d_forward / conv2d_backward take for one pass of this layer: what `algorithm`
+/// forces where it can run; automatic (or a forced path that cannot run): Winograd where it
+/// measured faster (detail::prefer_winograd), else the direct kernels of `isa` where they can run
+/// and measured faster (detail::prefer_direct), else im2col + GEMM. The single place where the
+/// choice is made.
 template <typename T>
 ConvPath select_conv_path(const ConvGeometry& g, int C_out, ConvPass pass,
                           ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa()) {
   const ConvPath gemm{ConvAlgorithm::im2col_gemm, isa}, direct{ConvAlgorithm::direct, isa};
+  const bool winograd_runs = winograd::supported(g, C_out);
+  if (algorithm == ConvAlgorithm::winograd_4x4 || algorithm == ConvAlgorithm::winograd_2x2) {
+    if (winograd_runs) return ConvPath{algorithm, isa};
+    algorithm = ConvAlgorithm::automatic;
+  }
+  if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass))
+    return ConvPath{ConvAlgorithm::winograd_4x4, isa};
   if (!direct_conv_supported<T>(g, C_out, isa)) return gemm;
   if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct ? direct : gemm;
   return detail::prefer_direct(g, C_out, pass, isa) ? direct : gemm;
@@ -125,9 +167,13 @@ template <typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
                     Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
                     ConvActivation activation = ConvActivation::none, simd::Isa isa = simd::active_isa()) {
+  const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa).algorithm;
+  const bool relu = activation == ConvActivation::relu;
+  if (path == ConvAlgorithm::winograd_4x4) return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, y, ws, relu);
+  if (path == ConvAlgorithm::winograd_2x2) return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, y, ws, relu);
   if constexpr (std::is_same<T, float>::value) {
-    if (select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa).algorithm == ConvAlgorithm::direct)
-      return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, y, ws, activation == ConvActivation::relu);
+    if (path == ConvAlgorithm::direct)
+      return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, y, ws, relu);
   }
   if (activation == ConvActivation::relu) {
     conv2d_forward(g, N, C_out, x, weight, bias, y, ws, ConvAlgorithm::im2col_gemm);
@@ -178,6 +224,29 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
                      ConvAlgorithm algorithm = ConvAlgorithm::automatic, const T* relu_output = nullptr,
                      simd::Isa isa = simd::active_isa()) {
   const std::int64_t dy_size = std::int64_t(N) * C_out * g.out_pixels();
+  {  // Winograd takes the gradients it is chosen for, on dy masked once by a fused ReLU.
+    auto winograd_path = [&](ConvPass pass) {
+      const ConvAlgorithm a = select_conv_path<T>(g, C_out, pass, algorithm, isa).algorithm;
+      return a == ConvAlgorithm::winograd_4x4 ? 4 : a == ConvAlgorithm::winograd_2x2 ? 2 : 0;
+    };
+    const int dx_tile = dx ? winograd_path(ConvPass::input_gradient) : 0;
+    const int dw_tile = grad_weight ? winograd_path(ConvPass::weight_gradient) : 0;
+    if (dx_tile || dw_tile) {
+      if (relu_output) {
+        T* masked = ws.masked_grad(dy_size);
+        relu_backward(dy_size, relu_output, dy, masked);
+        dy = masked;
+        relu_output = nullptr;
+      }
+      if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws);
+      if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws);
+      if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
+      if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
+      if (dx_tile) dx = nullptr;
+      if (dw_tile) grad_weight = grad_bias = nullptr;
+      if (!dx && !grad_weight) return;
+    }
+  }
   if constexpr (std::is_same<T, float>::value) {
     // Each gradient goes to the path that is faster for it; whatever the direct kernels take is
     // removed from what the im2col path below computes.

@@ -50,6 +50,22 @@ class Conv2dWorkspace {
   T* transposed(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].transposed, n); }
   /// The gathered buffer of `thread`, 64-byte aligned.
   T* gathered_aligned(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].gathered, n); }
+  /// Winograd (conv2d_winograd.hpp): a chunk's transformed input for `thread`, at least n.
+  T* winograd_input(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].winograd_input, n); }
+  /// Winograd: a chunk's products (or transformed dy) for `thread`, at least n.
+  T* winograd_products(int thread, std::int64_t n) {
+    return grow(per_thread_[std::size_t(thread)].winograd_products, n);
+  }
+  /// Winograd: transform scratch for `thread`, at least n.
+  T* winograd_scratch(int thread, std::int64_t n) { return grow(per_thread_[std::size_t(thread)].winograd_scratch, n); }
+  /// Winograd: where the tiles of a chunk start, for `thread` (3 ints per tile), at least n.
+  int* winograd_tile_starts(int thread, std::int64_t n) {
+    auto& v = per_thread_[std::size_t(thread)].winograd_tile_starts;
+    if (static_cast<std::int64_t>(v.size()) < n) v.resize(static_cast<std::size_t>(n));
+    return v.data();
+  }
+  /// Winograd, shared: the transformed weights, at least n.
+  T* winograd_weight(std::int64_t n) { return grow(winograd_weight_, n); }
   /// Per-pixel base offsets for `thread`, at least n.
   std::int64_t* pixel_bases(int thread, std::int64_t n) {
     auto& v = per_thread_[std::size_t(thread)].pixel_bases;
@@ -70,7 +86,9 @@ class Conv2dWorkspace {
  private:
   struct Buffers {
     std::vector<T> columns, gathered, partial_weight, padded, extended, transposed;
+    std::vector<T> winograd_input, winograd_products, winograd_scratch;
     std::vector<std::int64_t> pixel_bases;
+    std::vector<int> winograd_tile_starts;
     GemmWorkspace<T> gemm;
   };
 
@@ -84,7 +102,7 @@ class Conv2dWorkspace {
     return reinterpret_cast<T*>((address + 63) & ~std::uintptr_t(63));
   }
   std::vector<Buffers> per_thread_;
-  std::vector<T> packed_weight_, masked_grad_;
+  std::vector<T> packed_weight_, masked_grad_, winograd_weight_;
   std::vector<std::vector<T>> chunk_partials_;
   std::vector<std::int64_t> offsets_[2];
 };

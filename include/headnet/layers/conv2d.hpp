@@ -5,8 +5,8 @@
 // between the two unchanged. Two ways to build one:
 //   Conv2d<float>(3, 64, 3, /*stride=*/1, /*padding=*/1, /*bias=*/false)
 //   Conv2d<float>(Conv2dOptions(64, 64, 3).padding("same").groups(64).bias(false))   // depthwise
-// The arithmetic is in kernels/conv2d.hpp (im2col + GEMM) and kernels/conv2d_direct.hpp (stride-1
-// direct kernels); set_algorithm forces one of them, set_isa the direct kernels' instruction set
+// The arithmetic is in kernels/conv2d.hpp (im2col + GEMM), kernels/conv2d_direct.hpp (stride-1
+// direct kernels) and kernels/conv2d_winograd.hpp (3x3 stride 1); set_algorithm forces one of them, set_isa the direct kernels' instruction set
 // (default: simd::active_isa(), the widest the CPU has), and kernel_paths() says which ran for the
 // last input. Grouped convolutions (groups > 1) run on the portable loops of
 // kernels/conv2d_grouped.hpp.
@@ -201,8 +201,10 @@ class Conv2d : public Layer<T> {
   bool has_bias() const { return has_bias_; }
   /// The forced algorithm (automatic by default).
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
-  /// automatic (the default) picks per shape; im2col_gemm or direct force one (direct falls back to
-  /// im2col + GEMM where it cannot run: stride > 1, double, an image smaller than one pixel tile).
+  /// automatic (the default) picks per shape and pass; im2col_gemm, direct, winograd_4x4 or
+  /// winograd_2x2 force one. direct falls back to im2col + GEMM where it cannot run (stride > 1,
+  /// double, an image smaller than one pixel tile), Winograd to the automatic choice among the
+  /// others (it runs 3x3 stride-1 layers with padding up to 2).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
   /// The instruction set of the direct kernels: the one forced by set_isa, else simd::active_isa().
   simd::Isa isa() const { return forced_isa_ >= 0 ? static_cast<simd::Isa>(forced_isa_) : simd::active_isa(); }
@@ -263,5 +265,19 @@ class Conv2d : public Layer<T> {
   Tensor<T> output_, grad_input_;
   kernels::Conv2dWorkspace<T> workspace_;
 };
+
+/// Forces `algorithm` (Conv2d::set_algorithm) on every Conv2d in `model`, the model included;
+/// returns how many there were. automatic gives the choice back to the kernels.
+template <typename T>
+int set_conv_algorithm(Layer<T>& model, kernels::ConvAlgorithm algorithm) {
+  int count = 0;
+  model.for_each_layer([&](Layer<T>& layer) {
+    if (auto* conv = dynamic_cast<Conv2d<T>*>(&layer)) {
+      conv->set_algorithm(algorithm);
+      ++count;
+    }
+  });
+  return count;
+}
 
 }  // namespace headnet

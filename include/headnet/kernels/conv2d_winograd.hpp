@@ -1,0 +1,457 @@
+// headnet/kernels/conv2d_winograd.hpp: 3x3 stride-1 convolutions with Winograd's minimal filtering,
+// F(m x m, 3 x 3) for m = 4 and m = 2: fewer multiplications than the definition.
+//
+// The output is cut into m x m tiles; each reads an a x a input tile, a = m + 2. For one tile d of
+// one input channel and one 3x3 kernel g (Lavin and Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2016; correlation, as in every CNN):
+//   Y = A^T [ (G g G^T) (.) (B^T d B) ] A            (.) = element-wise, Y is m x m
+// Summed over input channels, the element-wise stage is, at each of the a*a positions p of the
+// transformed tile, a matrix product over channels:
+//   forward          M[p] (C_out x tiles) = U[p] (C_out x C_in) * V[p] (C_in x tiles)
+// with U = G g G^T (weights) and V = B^T d B (input), then Y = A^T M A per tile. F(4x4, 3x3) makes
+// 36 products per tile where the definition makes 16 * 9 = 144 (4x fewer); F(2x2, 3x3) 16 for 36
+// (2.25x fewer), with smaller rounding errors (docs/benchmarks.md has the measured errors).
+//   input gradient   the same, on dy zero-padded by 2 - padding, with each kernel rotated by 180
+//                    degrees and its channel axes swapped (the "full" convolution);
+//   weight gradient  the adjoint of the forward: dU[p] (C_out x C_in) += dM[p] (C_out x tiles) *
+//                    V[p]^T with dM = A dY A^T per tile of dy, then dW = G^T dU G.
+//
+// Work is cut into chunks of whole tiles (tiles_per_chunk), each transformed into a thread's
+// buffers, multiplied with the single-threaded GEMM (kernels/gemm.hpp) position by position, and
+// transformed back; every output value belongs to one chunk. The weight gradient keeps one partial
+// dU per group of chunks (detail::weight_gradient_chunks) and adds them in group order. Results are
+// the same bits from run to run for a thread count; the chunk size depends on the thread count (so
+// that every thread gets work), so another thread count may differ in the last bits. The transforms run over all tiles
+// of a chunk at once, so their inner loops are over tiles and vectorise; their coefficients are
+// constants and the zeros among them are skipped.
+//
+// Only 3x3, stride 1, padding 0 to 2 (supported()); any type (the tests check double against finite
+// differences).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "headnet/core/parallel.hpp"
+#include "headnet/kernels/conv2d_workspace.hpp"
+#include "headnet/kernels/gemm.hpp"
+#include "headnet/kernels/im2col.hpp"
+
+namespace headnet {
+namespace kernels {
+namespace winograd {
+
+/// The transform matrices of F(m x m, 3 x 3): B^T (a x a), G (a x 3), A^T (m x a), a = m + 2.
+template <int m>
+struct Transform;
+
+/// F(2x2, 3x3), interpolation points 0, 1, -1 and infinity.
+template <>
+struct Transform<2> {
+  static constexpr int a = 4;  ///< input tile side
+  static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};  ///< B^T
+  static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};  ///< G
+  static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  ///< A^T
+};
+
+/// F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity.
+template <>
+struct Transform<4> {
+  static constexpr int a = 6;  ///< input tile side
+  static constexpr double BT[6][6] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                                      {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};  ///< B^T
+  static constexpr double G[6][3] = {{1.0 / 4, 0, 0},
+                                     {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                     {0, 0, 1}};  ///< G
+  static constexpr double AT[4][6] = {
+      {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};  ///< A^T
+};
+
+/// Whether the Winograd kernels can compute this convolution: 3x3, stride 1, padding 0 to 2 (the
+/// input gradient pads dy by 2 - padding), and an output.
+inline bool supported(const ConvGeometry& g, int C_out) {
+  return g.kernel_size == 3 && g.stride == 1 && g.padding >= 0 && g.padding <= 2 && g.channels > 0 && C_out > 0 &&
+         g.out_height() > 0 && g.out_width() > 0;
+}
+
+/// Tiles per chunk: 128, the GEMM's columns (measured on the fast recipe's layers, AVX-512, one
+/// thread: 16, 32 and 64 tiles ran the 256-channel GEMMs at 40-60% of the speed of 128, and 256 was
+/// no faster), fewer when that would leave a thread without a chunk.
+inline int tiles_per_chunk(std::int64_t tiles, int threads) {
+  const std::int64_t per_thread = (tiles + threads - 1) / std::max(threads, 1);
+  const std::int64_t n = std::min<std::int64_t>(128, (per_thread + 15) / 16 * 16);
+  return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n, tiles)));
+}
+
+namespace detail {
+
+// Values between two positions of a chunk's transformed data: rows of `lanes`, plus one cache line
+// so that the a*a positions, read and written together, do not fall into the same cache sets (the
+// plain stride is a power of two for most layer widths and chunk sizes, and measured 1.6x slower).
+inline std::int64_t position_stride(int rows, int lanes) { return std::int64_t(rows) * lanes + 16; }
+
+// The tiles of a convolution's output: tile t is (image, tile row, tile column) in that order.
+struct Tiling {
+  int m, rows, cols;  // tile side, tile rows and columns per image
+  std::int64_t count;  // tiles in the batch
+  Tiling(int m_, int N, int H_out, int W_out)
+      : m(m_), rows((H_out + m_ - 1) / m_), cols((W_out + m_ - 1) / m_), count(std::int64_t(N) * rows * cols) {}
+  void locate(std::int64_t t, int& n, int& row, int& col) const {
+    const std::int64_t per_image = std::int64_t(rows) * cols;
+    n = static_cast<int>(t / per_image);
+    const int r = static_cast<int>(t % per_image);
+    row = r / cols * m;
+    col = r % cols * m;
+  }
+};
+
+// out[i][j][.] = sum_k L[i][k] in[k][j][.] over `lanes` tiles, for each j < cols; L is `rows_out` x
+// `depth`, in and out hold `lanes`-long rows at the given strides. Zero coefficients are skipped.
+template <int rows_out, int depth, typename T, typename Matrix>
+inline void left_multiply(const Matrix& L, int cols, const T* in, std::int64_t in_row, std::int64_t in_col, T* out,
+                          std::int64_t out_row, std::int64_t out_col, int lanes) {
+  for (int i = 0; i < rows_out; ++i)
+    for (int j = 0; j < cols; ++j) {
+      T* o = out + i * out_row + j * out_col;
+      std::fill(o, o + lanes, T(0));
+      for (int k = 0; k < depth; ++k) {
+        const T c = static_cast<T>(L[i][k]);
+        if (c == T(0)) continue;
+        const T* x = in + k * in_row + j * in_col;
+        for (int l = 0; l < lanes; ++l) o[l] += c * x[l];
+      }
+    }
+}
+
+// Where each tile of a chunk starts: image index, first row and column (3 ints per tile, `pad`
+// subtracted from the row and column), found once per chunk rather than once per channel.
+inline void locate_chunk(const Tiling& tiling, std::int64_t first, int lanes, int pad, int* starts) {
+  for (int lane = 0; lane < lanes; ++lane) {
+    int* s = starts + 3 * lane;
+    tiling.locate(first + lane, s[0], s[1], s[2]);
+    s[1] -= pad;
+    s[2] -= pad;
+  }
+}
+
+// Gathers the a x a tile at each start from one channel plane (height x width) of each tile's image,
+// into d[i][j][lane], zeros outside the plane.
+template <typename T>
+void gather_tiles(const int* starts, int a, int lanes, int stride, const T* x, std::int64_t image_size,
+                  std::int64_t plane_offset, int height, int width, T* d) {
+  for (int lane = 0; lane < lanes; ++lane) {
+    const int row = starts[3 * lane + 1], col = starts[3 * lane + 2];
+    const T* plane = x + starts[3 * lane] * image_size + plane_offset;
+    if (row >= 0 && col >= 0 && row + a <= height && col + a <= width) {
+      for (int i = 0; i < a; ++i) {
+        const T* src = plane + std::int64_t(row + i) * width + col;
+        T* out = d + std::int64_t(i) * a * stride + lane;
+        for (int j = 0; j < a; ++j) out[j * stride] = src[j];
+      }
+      continue;
+    }
+    for (int i = 0; i < a; ++i) {
+      T* out = d + std::int64_t(i) * a * stride + lane;
+      const int r = row + i;
+      for (int j = 0; j < a; ++j) {
+        const int c = col + j;
+        out[j * stride] = (r >= 0 && r < height && c >= 0 && c < width) ? plane[std::int64_t(r) * width + c] : T(0);
+      }
+    }
+  }
+}
+
+// V[p][channel][lane] = (B^T d B)[p] for one channel of every tile of a chunk. `scratch`: 2 a*a*lanes.
+template <int m, typename T>
+void transform_input(const int* starts, int lanes, int stride, const T* x, std::int64_t image_size, int channel,
+                     int height, int width, std::int64_t position_stride, T* V, T* scratch) {
+  using F = Transform<m>;
+  constexpr int a = F::a;
+  T* d = scratch;
+  T* tmp = scratch + a * a * stride;
+  gather_tiles(starts, a, lanes, stride, x, image_size, std::int64_t(channel) * height * width, height, width, d);
+  left_multiply<a, a>(F::BT, a, d, a * stride, stride, tmp, a * stride, stride, lanes);  // tmp = B^T d
+  // V = tmp B: V[i][j] = sum_k tmp[i][k] BT[j][k], the same product on the transposed layout.
+  left_multiply<a, a>(F::BT, a, tmp, stride, a * stride, V + std::int64_t(channel) * stride, position_stride,
+                      a * position_stride, lanes);
+}
+
+}  // namespace detail
+
+/// U[p][o][i] = (G g G^T)[p] for every kernel g = weight[o][i] (C_out x C_in x 3 x 3); with
+/// `rotate`, the kernels of the input gradient: g = weight[i][o] turned by 180 degrees (weight is
+/// then C_in x C_out x 3 x 3 as stored, and U is indexed [p][C_in][C_out]). One row o at a time,
+/// with the transforms running along the row (i), in `ws`'s per-thread scratch.
+template <int m, typename T>
+void transform_weights(const T* weight, int rows, int cols, bool rotate, T* U, Conv2dWorkspace<T>& ws) {
+  using F = Transform<m>;
+  constexpr int a = F::a;
+  const std::int64_t position_stride = std::int64_t(rows) * cols, scratch_size = std::int64_t(9 + 3 * a) * cols;
+  const int threads = position_stride >= 4096 ? std::min(num_threads(), rows) : 1;
+  ws.prepare(threads);
+  for (int t = 0; t < threads; ++t) ws.winograd_scratch(t, scratch_size);
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int o = 0; o < rows; ++o) {
+    T* g = ws.winograd_scratch(thread_index(), scratch_size);  // g[r][s][i]
+    T* Gg = g + 9 * cols;                                      // (G g)[k][s][i]
+    for (int i = 0; i < cols; ++i) {
+      const T* w = rotate ? weight + (std::int64_t(i) * rows + o) * 9 : weight + (std::int64_t(o) * cols + i) * 9;
+      for (int t = 0; t < 9; ++t) g[t * cols + i] = rotate ? w[8 - t] : w[t];
+    }
+    detail::left_multiply<a, 3>(F::G, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
+    // U[k][l] = sum_s Gg[k][s] G[l][s]
+    detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, U + std::int64_t(o) * cols, position_stride,
+                                a * position_stride, cols);
+  }
+}
+
+/// y = conv3x3(x, weights whose transform is U) + bias, stride 1, `pad` zeros around x: x is
+/// (N, C_in, H, W), y is (N, C_out, H + 2 pad - 2, W + 2 pad - 2), U from transform_weights
+/// ([a*a][C_out][C_in]). `relu`: y = max(y, 0). The core of the forward and the input gradient.
+template <int m, typename T>
+void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, const T* U, const T* bias, bool relu,
+              T* y, Conv2dWorkspace<T>& ws) {
+  using F = Transform<m>;
+  constexpr int a = F::a;
+  const int H_out = H + 2 * pad - 2, W_out = W + 2 * pad - 2;
+  const detail::Tiling tiling(m, N, H_out, W_out);
+  const int T_chunk = tiles_per_chunk(tiling.count, num_threads());
+  const std::int64_t chunks = (tiling.count + T_chunk - 1) / T_chunk;
+  const std::int64_t in_image = std::int64_t(C_in) * H * W, out_plane = std::int64_t(H_out) * W_out;
+  const std::int64_t V_stride = detail::position_stride(C_in, T_chunk), M_stride = detail::position_stride(C_out, T_chunk);
+  const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks));
+  ws.prepare(threads);
+  // Scratch: the input transform's tile and intermediate (2 a*a rows of lanes), or the output
+  // transform's (m*a + m*m rows).
+  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, m * a + m * m)) * T_chunk;
+  for (int t = 0; t < threads; ++t) {  // sized by the plan before the parallel region
+    ws.winograd_input(t, a * a * V_stride);
+    ws.winograd_products(t, a * a * M_stride);
+    ws.winograd_scratch(t, scratch_size);
+    ws.winograd_tile_starts(t, 3 * T_chunk);
+  }
+
+  auto run_chunk = [&](int thread, std::int64_t chunk) {
+    const std::int64_t first = chunk * T_chunk;
+    const int lanes = static_cast<int>(std::min<std::int64_t>(T_chunk, tiling.count - first));
+    T* V = ws.winograd_input(thread, a * a * V_stride);
+    T* M = ws.winograd_products(thread, a * a * M_stride);
+    T* scratch = ws.winograd_scratch(thread, scratch_size);
+    int* starts = ws.winograd_tile_starts(thread, 3 * T_chunk);
+    detail::locate_chunk(tiling, first, lanes, pad, starts);
+    for (int c = 0; c < C_in; ++c)
+      detail::transform_input<m>(starts, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
+    for (int p = 0; p < a * a; ++p)
+      gemm<false, false>(C_out, lanes, C_in, U + p * std::int64_t(C_out) * C_in, C_in, V + p * V_stride, T_chunk,
+                         M + p * M_stride, T_chunk, false, ws.gemm(thread));
+    // Y = A^T M A per output channel, into y.
+    T* tmp = scratch;                     // A^T M: m*a rows of lanes
+    T* out = scratch + m * a * T_chunk;   // Y: m*m rows of lanes
+    T Y[m][m];
+    for (int co = 0; co < C_out; ++co) {
+      detail::left_multiply<m, a>(F::AT, a, M + co * T_chunk, a * M_stride, M_stride, tmp, a * T_chunk, T_chunk,
+                                  lanes);  // tmp = A^T M   (m x a)
+      detail::left_multiply<m, a>(F::AT, m, tmp, T_chunk, a * T_chunk, out, T_chunk, m * T_chunk,
+                                  lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
+      const T add = bias ? bias[co] : T(0);
+      for (int lane = 0; lane < lanes; ++lane) {
+        const int n = starts[3 * lane], row = starts[3 * lane + 1] + pad, col = starts[3 * lane + 2] + pad;
+        for (int i = 0; i < m; ++i)
+          for (int j = 0; j < m; ++j) Y[i][j] = out[(i * m + j) * T_chunk + lane] + add;
+        T* dst = y + (std::int64_t(n) * C_out + co) * out_plane;
+        const int rows = std::min(m, H_out - row), cols = std::min(m, W_out - col);
+        for (int i = 0; i < rows; ++i)
+          for (int j = 0; j < cols; ++j) {
+            const T v = Y[i][j];
+            dst[std::int64_t(row + i) * W_out + col + j] = relu && !(v > T(0)) ? T(0) : v;
+          }
+      }
+    }
+  };
+
+  if (threads <= 1) {
+    for (std::int64_t c = 0; c < chunks; ++c) run_chunk(0, c);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int thread = thread_index();
+#pragma omp for schedule(dynamic, 1)
+    for (std::int64_t c = 0; c < chunks; ++c) run_chunk(thread, c);
+  }
+}
+
+/// Forward: y = conv(x, weight) + bias (bias may be null), max(., 0) with `relu`.
+template <int m, typename T>
+void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
+                    Conv2dWorkspace<T>& ws, bool relu) {
+  constexpr int a = Transform<m>::a;
+  T* U = ws.winograd_weight(std::int64_t(a) * a * C_out * g.channels);
+  transform_weights<m>(weight, C_out, g.channels, false, U, ws);
+  convolve<m>(N, g.channels, g.height, g.width, g.padding, C_out, x, U, bias, relu, y, ws);
+}
+
+/// Input gradient: dx (overwritten) from dy, the convolution of dy padded by 2 - padding with the
+/// rotated kernels.
+template <int m, typename T>
+void conv2d_input_gradient(const ConvGeometry& g, int N, int C_out, const T* weight, const T* dy, T* dx,
+                           Conv2dWorkspace<T>& ws) {
+  constexpr int a = Transform<m>::a;
+  T* U = ws.winograd_weight(std::int64_t(a) * a * C_out * g.channels);
+  transform_weights<m>(weight, g.channels, C_out, true, U, ws);
+  convolve<m>(N, C_out, g.out_height(), g.out_width(), 2 - g.padding, g.channels, dy, U, static_cast<const T*>(nullptr), false, dx, ws);
+}
+
+/// Weight gradient: grad_weight += dL/dW and grad_bias += dL/db (either may be null).
+template <int m, typename T>
+void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x, const T* dy, T* grad_weight,
+                            T* grad_bias, Conv2dWorkspace<T>& ws) {
+  using F = Transform<m>;
+  constexpr int a = F::a;
+  const int C_in = g.channels, H = g.height, W = g.width, pad = g.padding;
+  const int H_out = g.out_height(), W_out = g.out_width();
+  const std::int64_t out_plane = std::int64_t(H_out) * W_out, in_image = std::int64_t(C_in) * H * W;
+  if (grad_bias) {
+#pragma omp parallel for schedule(static) if (std::int64_t(N) * C_out * out_plane >= (1 << 16))
+    for (int co = 0; co < C_out; ++co) {
+      T sum = T(0);
+      for (int n = 0; n < N; ++n) {
+        const T* plane = dy + (std::int64_t(n) * C_out + co) * out_plane;
+        for (std::int64_t p = 0; p < out_plane; ++p) sum += plane[p];
+      }
+      grad_bias[co] += sum;
+    }
+  }
+  if (!grad_weight) return;
+
+  const detail::Tiling tiling(m, N, H_out, W_out);
+  const int T_chunk = tiles_per_chunk(tiling.count, num_threads());
+  const std::int64_t chunks = (tiling.count + T_chunk - 1) / T_chunk;
+  const std::int64_t V_stride = detail::position_stride(C_in, T_chunk), M_stride = detail::position_stride(C_out, T_chunk);
+  const std::int64_t dU_size = std::int64_t(a) * a * C_out * C_in;
+  // Groups of consecutive chunks, each with its own partial dU, added in group order at the end.
+  constexpr int max_groups = 64;
+  const int groups = static_cast<int>(std::min<std::int64_t>(
+      std::min(kernels::detail::weight_gradient_chunks(num_threads()), max_groups), chunks));
+  const int threads = std::min(num_threads(), groups);
+  ws.prepare(threads);
+  for (int t = 0; t < threads; ++t) {
+    ws.winograd_input(t, a * a * V_stride);
+    ws.winograd_products(t, a * a * M_stride);
+  }
+  // Scratch: the input transform's (2 a*a rows of lanes) or dy's tiles and A dY ((m + a)*m rows).
+  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, (m + a) * m)) * T_chunk;
+  for (int t = 0; t < threads; ++t) {
+    ws.winograd_scratch(t, scratch_size);
+    ws.winograd_tile_starts(t, 3 * T_chunk);
+  }
+  T* partials[max_groups];
+  for (int group = groups - 1; group >= 0; --group) partials[group] = ws.chunk_partial(group, dU_size);
+
+  auto run_group = [&](int thread, int group) {
+    T* dU = partials[group];
+    std::fill(dU, dU + dU_size, T(0));
+    T* V = ws.winograd_input(thread, a * a * V_stride);
+    T* dM = ws.winograd_products(thread, a * a * M_stride);
+    T* scratch = ws.winograd_scratch(thread, scratch_size);
+    int* starts = ws.winograd_tile_starts(thread, 3 * T_chunk);
+    const std::int64_t begin = chunks * group / groups, end = chunks * (group + 1) / groups;
+    for (std::int64_t chunk = begin; chunk < end; ++chunk) {
+      const std::int64_t first = chunk * T_chunk;
+      const int lanes = static_cast<int>(std::min<std::int64_t>(T_chunk, tiling.count - first));
+      detail::locate_chunk(tiling, first, lanes, pad, starts);
+      for (int c = 0; c < C_in; ++c)
+        detail::transform_input<m>(starts, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
+      // dM = A dY A^T per output channel, from the m x m tiles of dy (zeros past the output).
+      for (int co = 0; co < C_out; ++co) {
+        T* dyt = scratch;                                  // dy tiles, [i][j][lane], m x m
+        T* tmp = scratch + std::int64_t(m) * m * T_chunk;  // A dY, a x m
+        for (int lane = 0; lane < lanes; ++lane) {
+          const int n = starts[3 * lane], row = starts[3 * lane + 1] + pad, col = starts[3 * lane + 2] + pad;
+          const T* plane = dy + (std::int64_t(n) * C_out + co) * out_plane;
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j < m; ++j) {
+              const int r = row + i, c = col + j;
+              dyt[(i * m + j) * T_chunk + lane] = (r < H_out && c < W_out) ? plane[std::int64_t(r) * W_out + c] : T(0);
+            }
+        }
+        // tmp[k][j] = sum_i A[k][i] dY[i][j] = sum_i AT[i][k] dY[i][j]
+        for (int k = 0; k < a; ++k)
+          for (int j = 0; j < m; ++j) {
+            T* o = tmp + (k * m + j) * T_chunk;
+            std::fill(o, o + lanes, T(0));
+            for (int i = 0; i < m; ++i) {
+              const T coef = static_cast<T>(F::AT[i][k]);
+              if (coef == T(0)) continue;
+              const T* in = dyt + (i * m + j) * T_chunk;
+              for (int l = 0; l < lanes; ++l) o[l] += coef * in[l];
+            }
+          }
+        // dM[k][l] = sum_j tmp[k][j] AT[j][l]
+        for (int k = 0; k < a; ++k)
+          for (int l = 0; l < a; ++l) {
+            T* o = dM + (k * a + l) * M_stride + co * T_chunk;
+            std::fill(o, o + lanes, T(0));
+            for (int j = 0; j < m; ++j) {
+              const T coef = static_cast<T>(F::AT[j][l]);
+              if (coef == T(0)) continue;
+              const T* in = tmp + (k * m + j) * T_chunk;
+              for (int q = 0; q < lanes; ++q) o[q] += coef * in[q];
+            }
+          }
+      }
+      for (int p = 0; p < a * a; ++p)
+        gemm<false, true>(C_out, C_in, lanes, dM + p * M_stride, T_chunk, V + p * V_stride, T_chunk,
+                          dU + p * std::int64_t(C_out) * C_in, C_in, true, ws.gemm(thread));
+    }
+  };
+
+  if (threads <= 1) {
+    for (int group = 0; group < groups; ++group) run_group(0, group);
+  } else {
+#pragma omp parallel num_threads(threads)
+    {
+      const int thread = thread_index();
+#pragma omp for schedule(dynamic, 1)
+      for (int group = 0; group < groups; ++group) run_group(thread, group);
+    }
+  }
+
+  // dW[o][i] += G^T (sum of the groups' dU[.][o][i]) G, the sums in group order; one row o at a
+  // time, along i.
+  const std::int64_t position_stride = std::int64_t(C_out) * C_in;
+  const std::int64_t reduce_size = std::int64_t(a * a + 3 * a + 9) * C_in;
+  const int reduce_threads = position_stride >= 4096 ? std::min(num_threads(), C_out) : 1;
+  ws.prepare(reduce_threads);
+  for (int t = 0; t < reduce_threads; ++t) ws.winograd_scratch(t, reduce_size);
+  double GT[3][a];  // G^T
+  for (int r = 0; r < 3; ++r)
+    for (int k = 0; k < a; ++k) GT[r][k] = F::G[k][r];
+#pragma omp parallel for schedule(static) num_threads(reduce_threads) if (reduce_threads > 1)
+  for (int o = 0; o < C_out; ++o) {
+    T* dU = ws.winograd_scratch(thread_index(), reduce_size);  // dU[k][l][i]
+    T* tmp = dU + a * a * C_in;                                 // (G^T dU)[r][l][i]
+    T* dW = tmp + 3 * a * C_in;                                 // dW[r][s][i]
+    for (int p = 0; p < a * a; ++p) {
+      T* row = dU + p * C_in;
+      const std::int64_t offset = p * position_stride + std::int64_t(o) * C_in;
+      std::copy(partials[0] + offset, partials[0] + offset + C_in, row);
+      for (int group = 1; group < groups; ++group)
+        for (int i = 0; i < C_in; ++i) row[i] += partials[group][offset + i];
+    }
+    detail::left_multiply<3, a>(GT, a, dU, a * C_in, C_in, tmp, a * C_in, C_in, C_in);
+    // dW[r][s] = sum_l tmp[r][l] G[l][s] = sum_l GT[s][l] tmp[r][l]
+    detail::left_multiply<3, a>(GT, 3, tmp, C_in, a * C_in, dW, C_in, 3 * C_in, C_in);
+    T* gw = grad_weight + std::int64_t(o) * C_in * 9;
+    for (int i = 0; i < C_in; ++i)
+      for (int t = 0; t < 9; ++t) gw[i * 9 + t] += dW[t * C_in + i];
+  }
+}
+
+}  // namespace winograd
+}  // namespace kernels
+}  // namespace headnet
