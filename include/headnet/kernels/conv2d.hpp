@@ -169,8 +169,10 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
                     ConvActivation activation = ConvActivation::none, simd::Isa isa = simd::active_isa()) {
   const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa).algorithm;
   const bool relu = activation == ConvActivation::relu;
-  if (path == ConvAlgorithm::winograd_4x4) return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, y, ws, relu);
-  if (path == ConvAlgorithm::winograd_2x2) return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, y, ws, relu);
+  if (path == ConvAlgorithm::winograd_4x4)
+    return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
+  if (path == ConvAlgorithm::winograd_2x2)
+    return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
   if constexpr (std::is_same<T, float>::value) {
     if (path == ConvAlgorithm::direct)
       return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, y, ws, relu);
@@ -238,8 +240,8 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
         dy = masked;
         relu_output = nullptr;
       }
-      if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws);
-      if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws);
+      if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws, isa);
+      if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
       if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
       if (dx_tile) dx = nullptr;

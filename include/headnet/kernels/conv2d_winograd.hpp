@@ -17,8 +17,10 @@
 //                    V[p]^T with dM = A dY A^T per tile of dy, then dW = G^T dU G.
 //
 // Work is cut into chunks of whole tiles (tiles_per_chunk), each transformed into a thread's
-// buffers, multiplied with the single-threaded GEMM (kernels/gemm.hpp) position by position, and
-// transformed back; every output value belongs to one chunk. The weight gradient keeps one partial
+// buffers, multiplied position by position, and transformed back. In float the forward products
+// run on our own register tiles (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at
+// run time like the direct kernels'); the weight gradient's products and every product in double
+// use the single-threaded GEMM (kernels/gemm.hpp); every output value belongs to one chunk. The weight gradient keeps one partial
 // dU per group of chunks (detail::weight_gradient_chunks) and adds them in group order. Results are
 // the same bits from run to run for a thread count; the chunk size depends on the thread count (so
 // that every thread gets work), so another thread count may differ in the last bits. The transforms run over all tiles
@@ -37,6 +39,8 @@
 #include "headnet/kernels/conv2d_workspace.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
+#include "headnet/simd/isa.hpp"
+#include "headnet/simd/vec.hpp"
 
 namespace headnet {
 namespace kernels {
@@ -53,6 +57,7 @@ struct Transform<2> {
   static constexpr double BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};  ///< B^T
   static constexpr double G[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};  ///< G
   static constexpr double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};  ///< A^T
+  static constexpr double A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};  ///< A (the weight gradient's)
 };
 
 /// F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity.
@@ -69,6 +74,8 @@ struct Transform<4> {
                                      {0, 0, 1}};  ///< G
   static constexpr double AT[4][6] = {
       {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};  ///< A^T
+  static constexpr double A[6][4] = {{1, 0, 0, 0},  {1, 1, 1, 1},   {1, -1, 1, -1},
+                                     {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};  ///< A (the weight gradient's)
 };
 
 /// Whether the Winograd kernels can compute this convolution: 3x3, stride 1, padding 0 to 2 (the
@@ -85,6 +92,102 @@ inline int tiles_per_chunk(std::int64_t tiles, int threads) {
   const std::int64_t per_thread = (tiles + threads - 1) / std::max(threads, 1);
   const std::int64_t n = std::min<std::int64_t>(128, (per_thread + 15) / 16 * 16);
   return static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(n, tiles)));
+}
+
+}  // namespace winograd
+}  // namespace kernels
+}  // namespace headnet
+
+// The float products, once per instruction set (left out of the API reference: their contract is
+// that of conv2d_winograd_impl.hpp).
+#ifndef HEADNET_DOXYGEN
+namespace headnet {
+namespace kernels {
+namespace winograd {
+/// The products in plain C++ (simd::Portable).
+namespace portable {
+using V = simd::Portable;
+#include "headnet/kernels/conv2d_winograd_impl.hpp"
+}  // namespace portable
+}  // namespace winograd
+}  // namespace kernels
+}  // namespace headnet
+
+#if HEADNET_SIMD_AVX2
+#if !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#endif
+namespace headnet {
+namespace kernels {
+namespace winograd {
+/// The products in 256-bit AVX2 registers (simd::Avx2).
+namespace avx2 {
+using V = simd::Avx2;
+#include "headnet/kernels/conv2d_winograd_impl.hpp"
+}  // namespace avx2
+}  // namespace winograd
+}  // namespace kernels
+}  // namespace headnet
+#if !defined(__clang__)
+#pragma GCC pop_options
+#endif
+#endif
+
+#if HEADNET_SIMD_AVX512
+#if !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,avx512f")
+#endif
+namespace headnet {
+namespace kernels {
+namespace winograd {
+/// The products in 512-bit AVX-512 registers (simd::Avx512).
+namespace avx512 {
+using V = simd::Avx512;
+#include "headnet/kernels/conv2d_winograd_impl.hpp"
+}  // namespace avx512
+}  // namespace winograd
+}  // namespace kernels
+}  // namespace headnet
+#if !defined(__clang__)
+#pragma GCC pop_options
+#endif
+#endif
+#endif  // HEADNET_DOXYGEN
+
+namespace headnet {
+namespace kernels {
+namespace winograd {
+
+/// Rows per block of the packed float weights of `isa`'s products (its register tile's rows).
+inline int rows_per_block(simd::Isa isa) {
+  switch (isa) {
+#if HEADNET_SIMD_AVX512
+    case simd::Isa::avx512: return avx512::rows_per_block;
+#endif
+#if HEADNET_SIMD_AVX2
+    case simd::Isa::avx2: return avx2::rows_per_block;
+#endif
+    default: return portable::rows_per_block;
+  }
+}
+
+/// Tiles per register tile of `isa`'s products: chunks of float tiles are padded to a multiple.
+constexpr int lane_multiple = 32;
+
+/// M = U V at one position with `isa`'s register tiles (see conv2d_winograd_impl.hpp).
+inline void products(simd::Isa isa, const float* U, const float* Vt, float* M, int C_out, int C_in, int lanes,
+                     std::int64_t ldv, std::int64_t ldm) {
+  switch (isa) {
+#if HEADNET_SIMD_AVX512
+    case simd::Isa::avx512: return avx512::products(U, Vt, M, C_out, C_in, lanes, ldv, ldm);
+#endif
+#if HEADNET_SIMD_AVX2
+    case simd::Isa::avx2: return avx2::products(U, Vt, M, C_out, C_in, lanes, ldv, ldm);
+#endif
+    default: return portable::products(U, Vt, M, C_out, C_in, lanes, ldv, ldm);
+  }
 }
 
 namespace detail {
@@ -114,17 +217,36 @@ struct Tiling {
 template <int rows_out, int depth, typename T, typename Matrix>
 inline void left_multiply(const Matrix& L, int cols, const T* in, std::int64_t in_row, std::int64_t in_col, T* out,
                           std::int64_t out_row, std::int64_t out_col, int lanes) {
-  for (int i = 0; i < rows_out; ++i)
+  // Blocks of 16 lanes: the `depth` input rows of a block sit in registers, every output row is
+  // formed there and stored once, and the unrolled loops turn the constant coefficients into
+  // immediates (zeros vanish). Then the lanes that remain, one at a time.
+  constexpr int B = 16;
+  int l0 = 0;
+  for (; l0 + B <= lanes; l0 += B)
     for (int j = 0; j < cols; ++j) {
-      T* o = out + i * out_row + j * out_col;
-      std::fill(o, o + lanes, T(0));
-      for (int k = 0; k < depth; ++k) {
-        const T c = static_cast<T>(L[i][k]);
-        if (c == T(0)) continue;
-        const T* x = in + k * in_row + j * in_col;
-        for (int l = 0; l < lanes; ++l) o[l] += c * x[l];
+      T x[depth][B];
+#pragma GCC unroll 8
+      for (int k = 0; k < depth; ++k)
+        for (int l = 0; l < B; ++l) x[k][l] = in[k * in_row + j * in_col + l0 + l];
+#pragma GCC unroll 8
+      for (int i = 0; i < rows_out; ++i) {
+        T o[B] = {};
+#pragma GCC unroll 8
+        for (int k = 0; k < depth; ++k) {
+          const T c = static_cast<T>(L[i][k]);
+          if (c == T(0)) continue;
+          for (int l = 0; l < B; ++l) o[l] += c * x[k][l];
+        }
+        for (int l = 0; l < B; ++l) out[i * out_row + j * out_col + l0 + l] = o[l];
       }
     }
+  for (; l0 < lanes; ++l0)
+    for (int j = 0; j < cols; ++j)
+      for (int i = 0; i < rows_out; ++i) {
+        T o = T(0);
+        for (int k = 0; k < depth; ++k) o += static_cast<T>(L[i][k]) * in[k * in_row + j * in_col + l0];
+        out[i * out_row + j * out_col + l0] = o;
+      }
 }
 
 // Where each tile of a chunk starts: image index, first row and column (3 ints per tile, `pad`
@@ -139,10 +261,11 @@ inline void locate_chunk(const Tiling& tiling, std::int64_t first, int lanes, in
 }
 
 // Gathers the a x a tile at each start from one channel plane (height x width) of each tile's image,
-// into d[i][j][lane], zeros outside the plane.
+// into d[i][j][lane], zeros outside the plane and in lanes [lanes, padded).
 template <typename T>
-void gather_tiles(const int* starts, int a, int lanes, int stride, const T* x, std::int64_t image_size,
+void gather_tiles(const int* starts, int a, int lanes, int padded, int stride, const T* x, std::int64_t image_size,
                   std::int64_t plane_offset, int height, int width, T* d) {
+  for (int i = 0; i < a * a; ++i) std::fill(d + i * stride + lanes, d + i * stride + padded, T(0));
   for (int lane = 0; lane < lanes; ++lane) {
     const int row = starts[3 * lane + 1], col = starts[3 * lane + 2];
     const T* plane = x + starts[3 * lane] * image_size + plane_offset;
@@ -154,80 +277,113 @@ void gather_tiles(const int* starts, int a, int lanes, int stride, const T* x, s
       }
       continue;
     }
+    // A tile over the border: the columns [j0, j1) lie inside the plane, the rest are zeros.
+    const int j0 = std::max(0, -col), j1 = std::max(j0, std::min(a, width - col));
     for (int i = 0; i < a; ++i) {
       T* out = d + std::int64_t(i) * a * stride + lane;
       const int r = row + i;
-      for (int j = 0; j < a; ++j) {
-        const int c = col + j;
-        out[j * stride] = (r >= 0 && r < height && c >= 0 && c < width) ? plane[std::int64_t(r) * width + c] : T(0);
+      if (r < 0 || r >= height) {
+        for (int j = 0; j < a; ++j) out[j * stride] = T(0);
+        continue;
       }
+      const T* src = plane + std::int64_t(r) * width + col;
+      for (int j = 0; j < j0; ++j) out[j * stride] = T(0);
+      for (int j = j0; j < j1; ++j) out[j * stride] = src[j];
+      for (int j = j1; j < a; ++j) out[j * stride] = T(0);
     }
   }
 }
 
 // V[p][channel][lane] = (B^T d B)[p] for one channel of every tile of a chunk. `scratch`: 2 a*a*lanes.
 template <int m, typename T>
-void transform_input(const int* starts, int lanes, int stride, const T* x, std::int64_t image_size, int channel,
-                     int height, int width, std::int64_t position_stride, T* V, T* scratch) {
+void transform_input(const int* starts, int lanes, int padded, int stride, const T* x, std::int64_t image_size,
+                     int channel, int height, int width, std::int64_t position_stride, T* V, T* scratch) {
   using F = Transform<m>;
   constexpr int a = F::a;
   T* d = scratch;
   T* tmp = scratch + a * a * stride;
-  gather_tiles(starts, a, lanes, stride, x, image_size, std::int64_t(channel) * height * width, height, width, d);
-  left_multiply<a, a>(F::BT, a, d, a * stride, stride, tmp, a * stride, stride, lanes);  // tmp = B^T d
+  gather_tiles(starts, a, lanes, padded, stride, x, image_size, std::int64_t(channel) * height * width, height, width,
+               d);
+  left_multiply<a, a>(F::BT, a, d, a * stride, stride, tmp, a * stride, stride, padded);  // tmp = B^T d
   // V = tmp B: V[i][j] = sum_k tmp[i][k] BT[j][k], the same product on the transposed layout.
   left_multiply<a, a>(F::BT, a, tmp, stride, a * stride, V + std::int64_t(channel) * stride, position_stride,
-                      a * position_stride, lanes);
+                      a * position_stride, padded);
 }
 
 }  // namespace detail
 
-/// U[p][o][i] = (G g G^T)[p] for every kernel g = weight[o][i] (C_out x C_in x 3 x 3); with
-/// `rotate`, the kernels of the input gradient: g = weight[i][o] turned by 180 degrees (weight is
-/// then C_in x C_out x 3 x 3 as stored, and U is indexed [p][C_in][C_out]). One row o at a time,
-/// with the transforms running along the row (i), in `ws`'s per-thread scratch.
+/// Values per position of transform_weights' U: `rows` rounded up to whole blocks, times `cols`.
+inline std::int64_t weight_position_stride(int rows, int cols, int block_rows) {
+  return (std::int64_t(rows) + block_rows - 1) / block_rows * block_rows * cols;
+}
+
+/// U[p] = (G g G^T)[p] for every kernel g = weight[o][i] (C_out x C_in x 3 x 3), stored at
+/// p * weight_position_stride + the packed place of (o, i): blocks of `block_rows` rows o, each
+/// [C_in][block_rows] ([p][o][i] for block_rows = 1, the GEMM's layout); rows past `rows` in the
+/// last block are zeros. With `rotate`, the kernels of the input gradient: g = weight[i][o] turned
+/// by 180 degrees (weight is then C_in x C_out x 3 x 3 as stored, rows = C_in, cols = C_out). One
+/// row o at a time, with the transforms running along the row (i), in `ws`'s per-thread scratch.
 template <int m, typename T>
-void transform_weights(const T* weight, int rows, int cols, bool rotate, T* U, Conv2dWorkspace<T>& ws) {
+void transform_weights(const T* weight, int rows, int cols, bool rotate, int block_rows, T* U,
+                       Conv2dWorkspace<T>& ws) {
   using F = Transform<m>;
   constexpr int a = F::a;
-  const std::int64_t position_stride = std::int64_t(rows) * cols, scratch_size = std::int64_t(9 + 3 * a) * cols;
-  const int threads = position_stride >= 4096 ? std::min(num_threads(), rows) : 1;
+  const std::int64_t position_stride = weight_position_stride(rows, cols, block_rows);
+  const std::int64_t scratch_size = std::int64_t(9 + 3 * a + a * a) * cols;
+  const int threads = std::int64_t(rows) * cols >= 4096 ? std::min(num_threads(), rows) : 1;
   ws.prepare(threads);
   for (int t = 0; t < threads; ++t) ws.winograd_scratch(t, scratch_size);
+  if (rows % block_rows != 0) {  // the zero rows of the last block
+    const std::int64_t last = std::int64_t(rows) / block_rows * block_rows * cols;
+    for (int p = 0; p < a * a; ++p) std::fill(U + p * position_stride + last, U + (p + 1) * position_stride, T(0));
+  }
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int o = 0; o < rows; ++o) {
     T* g = ws.winograd_scratch(thread_index(), scratch_size);  // g[r][s][i]
     T* Gg = g + 9 * cols;                                      // (G g)[k][s][i]
+    T* u = Gg + 3 * a * cols;                                  // U[k][l][i]
     for (int i = 0; i < cols; ++i) {
       const T* w = rotate ? weight + (std::int64_t(i) * rows + o) * 9 : weight + (std::int64_t(o) * cols + i) * 9;
       for (int t = 0; t < 9; ++t) g[t * cols + i] = rotate ? w[8 - t] : w[t];
     }
     detail::left_multiply<a, 3>(F::G, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
     // U[k][l] = sum_s Gg[k][s] G[l][s]
-    detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, U + std::int64_t(o) * cols, position_stride,
-                                a * position_stride, cols);
+    detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, u, cols, a * cols, cols);
+    const int block = o / block_rows, r = o % block_rows;
+    T* packed = U + std::int64_t(block) * block_rows * cols + r;
+    for (int p = 0; p < a * a; ++p) {
+      const T* src = u + std::int64_t(p) * cols;
+      T* dst = packed + p * position_stride;
+      for (int i = 0; i < cols; ++i) dst[std::int64_t(i) * block_rows] = src[i];
+    }
   }
 }
 
 /// y = conv3x3(x, weights whose transform is U) + bias, stride 1, `pad` zeros around x: x is
-/// (N, C_in, H, W), y is (N, C_out, H + 2 pad - 2, W + 2 pad - 2), U from transform_weights
-/// ([a*a][C_out][C_in]). `relu`: y = max(y, 0). The core of the forward and the input gradient.
+/// (N, C_in, H, W), y is (N, C_out, H + 2 pad - 2, W + 2 pad - 2), U from transform_weights (in
+/// float packed for `isa`'s products: block_rows = rows_per_block(isa); in double for the GEMM:
+/// 1). `relu`: y = max(y, 0). The core of the forward and the input gradient.
 template <int m, typename T>
 void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, const T* U, const T* bias, bool relu,
-              T* y, Conv2dWorkspace<T>& ws) {
+              T* y, Conv2dWorkspace<T>& ws, simd::Isa isa) {
   using F = Transform<m>;
   constexpr int a = F::a;
+  constexpr bool own_products = std::is_same<T, float>::value;
   const int H_out = H + 2 * pad - 2, W_out = W + 2 * pad - 2;
   const detail::Tiling tiling(m, N, H_out, W_out);
   const int T_chunk = tiles_per_chunk(tiling.count, num_threads());
+  // Row length of the chunk buffers: whole register tiles of lanes for the float products, which
+  // run over the padding lanes too (zeros from the gather).
+  const int stride = own_products ? (T_chunk + lane_multiple - 1) / lane_multiple * lane_multiple : T_chunk;
   const std::int64_t chunks = (tiling.count + T_chunk - 1) / T_chunk;
   const std::int64_t in_image = std::int64_t(C_in) * H * W, out_plane = std::int64_t(H_out) * W_out;
-  const std::int64_t V_stride = detail::position_stride(C_in, T_chunk), M_stride = detail::position_stride(C_out, T_chunk);
+  const std::int64_t V_stride = detail::position_stride(C_in, stride), M_stride = detail::position_stride(C_out, stride);
+  const std::int64_t U_stride = weight_position_stride(C_out, C_in, own_products ? rows_per_block(isa) : 1);
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks));
   ws.prepare(threads);
   // Scratch: the input transform's tile and intermediate (2 a*a rows of lanes), or the output
   // transform's (m*a + m*m rows).
-  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, m * a + m * m)) * T_chunk;
+  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, m * a + m * m)) * stride;
   for (int t = 0; t < threads; ++t) {  // sized by the plan before the parallel region
     ws.winograd_input(t, a * a * V_stride);
     ws.winograd_products(t, a * a * M_stride);
@@ -238,37 +394,47 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
   auto run_chunk = [&](int thread, std::int64_t chunk) {
     const std::int64_t first = chunk * T_chunk;
     const int lanes = static_cast<int>(std::min<std::int64_t>(T_chunk, tiling.count - first));
+    const int padded = own_products ? std::min(stride, (lanes + lane_multiple - 1) / lane_multiple * lane_multiple) : lanes;
     T* V = ws.winograd_input(thread, a * a * V_stride);
     T* M = ws.winograd_products(thread, a * a * M_stride);
     T* scratch = ws.winograd_scratch(thread, scratch_size);
     int* starts = ws.winograd_tile_starts(thread, 3 * T_chunk);
     detail::locate_chunk(tiling, first, lanes, pad, starts);
     for (int c = 0; c < C_in; ++c)
-      detail::transform_input<m>(starts, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
-    for (int p = 0; p < a * a; ++p)
-      gemm<false, false>(C_out, lanes, C_in, U + p * std::int64_t(C_out) * C_in, C_in, V + p * V_stride, T_chunk,
-                         M + p * M_stride, T_chunk, false, ws.gemm(thread));
+      detail::transform_input<m>(starts, lanes, padded, stride, x, in_image, c, H, W, V_stride, V, scratch);
+    for (int p = 0; p < a * a; ++p) {
+      if constexpr (own_products)
+        products(isa, U + p * U_stride, V + p * V_stride, M + p * M_stride, C_out, C_in, padded, stride, stride);
+      else
+        gemm<false, false>(C_out, lanes, C_in, U + p * U_stride, C_in, V + p * V_stride, stride, M + p * M_stride,
+                           stride, false, ws.gemm(thread));
+    }
     // Y = A^T M A per output channel, into y.
-    T* tmp = scratch;                     // A^T M: m*a rows of lanes
-    T* out = scratch + m * a * T_chunk;   // Y: m*m rows of lanes
+    T* tmp = scratch;                   // A^T M: m*a rows of lanes
+    T* out = scratch + m * a * stride;  // Y: m*m rows of lanes
     T Y[m][m];
     for (int co = 0; co < C_out; ++co) {
-      detail::left_multiply<m, a>(F::AT, a, M + co * T_chunk, a * M_stride, M_stride, tmp, a * T_chunk, T_chunk,
+      detail::left_multiply<m, a>(F::AT, a, M + co * stride, a * M_stride, M_stride, tmp, a * stride, stride,
                                   lanes);  // tmp = A^T M   (m x a)
-      detail::left_multiply<m, a>(F::AT, m, tmp, T_chunk, a * T_chunk, out, T_chunk, m * T_chunk,
+      detail::left_multiply<m, a>(F::AT, m, tmp, stride, a * stride, out, stride, m * stride,
                                   lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
       const T add = bias ? bias[co] : T(0);
       for (int lane = 0; lane < lanes; ++lane) {
         const int n = starts[3 * lane], row = starts[3 * lane + 1] + pad, col = starts[3 * lane + 2] + pad;
         for (int i = 0; i < m; ++i)
-          for (int j = 0; j < m; ++j) Y[i][j] = out[(i * m + j) * T_chunk + lane] + add;
-        T* dst = y + (std::int64_t(n) * C_out + co) * out_plane;
+          for (int j = 0; j < m; ++j) Y[i][j] = out[(i * m + j) * stride + lane] + add;
+        if (relu)
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j < m; ++j) Y[i][j] = Y[i][j] > T(0) ? Y[i][j] : T(0);
+        T* dst = y + (std::int64_t(n) * C_out + co) * out_plane + std::int64_t(row) * W_out + col;
         const int rows = std::min(m, H_out - row), cols = std::min(m, W_out - col);
-        for (int i = 0; i < rows; ++i)
-          for (int j = 0; j < cols; ++j) {
-            const T v = Y[i][j];
-            dst[std::int64_t(row + i) * W_out + col + j] = relu && !(v > T(0)) ? T(0) : v;
-          }
+        if (rows == m && cols == m) {
+          for (int i = 0; i < m; ++i)
+            for (int j = 0; j < m; ++j) dst[std::int64_t(i) * W_out + j] = Y[i][j];
+        } else {
+          for (int i = 0; i < rows; ++i)
+            for (int j = 0; j < cols; ++j) dst[std::int64_t(i) * W_out + j] = Y[i][j];
+        }
       }
     }
   };
@@ -288,22 +454,25 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
 /// Forward: y = conv(x, weight) + bias (bias may be null), max(., 0) with `relu`.
 template <int m, typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
-                    Conv2dWorkspace<T>& ws, bool relu) {
+                    Conv2dWorkspace<T>& ws, bool relu, simd::Isa isa = simd::active_isa()) {
   constexpr int a = Transform<m>::a;
-  T* U = ws.winograd_weight(std::int64_t(a) * a * C_out * g.channels);
-  transform_weights<m>(weight, C_out, g.channels, false, U, ws);
-  convolve<m>(N, g.channels, g.height, g.width, g.padding, C_out, x, U, bias, relu, y, ws);
+  const int block_rows = std::is_same<T, float>::value ? rows_per_block(isa) : 1;
+  T* U = ws.winograd_weight(std::int64_t(a) * a * weight_position_stride(C_out, g.channels, block_rows));
+  transform_weights<m>(weight, C_out, g.channels, false, block_rows, U, ws);
+  convolve<m>(N, g.channels, g.height, g.width, g.padding, C_out, x, U, bias, relu, y, ws, isa);
 }
 
 /// Input gradient: dx (overwritten) from dy, the convolution of dy padded by 2 - padding with the
 /// rotated kernels.
 template <int m, typename T>
 void conv2d_input_gradient(const ConvGeometry& g, int N, int C_out, const T* weight, const T* dy, T* dx,
-                           Conv2dWorkspace<T>& ws) {
+                           Conv2dWorkspace<T>& ws, simd::Isa isa = simd::active_isa()) {
   constexpr int a = Transform<m>::a;
-  T* U = ws.winograd_weight(std::int64_t(a) * a * C_out * g.channels);
-  transform_weights<m>(weight, g.channels, C_out, true, U, ws);
-  convolve<m>(N, C_out, g.out_height(), g.out_width(), 2 - g.padding, g.channels, dy, U, static_cast<const T*>(nullptr), false, dx, ws);
+  const int block_rows = std::is_same<T, float>::value ? rows_per_block(isa) : 1;
+  T* U = ws.winograd_weight(std::int64_t(a) * a * weight_position_stride(g.channels, C_out, block_rows));
+  transform_weights<m>(weight, g.channels, C_out, true, block_rows, U, ws);
+  convolve<m>(N, C_out, g.out_height(), g.out_width(), 2 - g.padding, g.channels, dy, U,
+              static_cast<const T*>(nullptr), false, dx, ws, isa);
 }
 
 /// Weight gradient: grad_weight += dL/dW and grad_bias += dL/db (either may be null).
@@ -365,44 +534,23 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
       const int lanes = static_cast<int>(std::min<std::int64_t>(T_chunk, tiling.count - first));
       detail::locate_chunk(tiling, first, lanes, pad, starts);
       for (int c = 0; c < C_in; ++c)
-        detail::transform_input<m>(starts, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
+        detail::transform_input<m>(starts, lanes, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
       // dM = A dY A^T per output channel, from the m x m tiles of dy (zeros past the output).
       for (int co = 0; co < C_out; ++co) {
         T* dyt = scratch;                                  // dy tiles, [i][j][lane], m x m
         T* tmp = scratch + std::int64_t(m) * m * T_chunk;  // A dY, a x m
         for (int lane = 0; lane < lanes; ++lane) {
           const int n = starts[3 * lane], row = starts[3 * lane + 1] + pad, col = starts[3 * lane + 2] + pad;
-          const T* plane = dy + (std::int64_t(n) * C_out + co) * out_plane;
+          const T* plane = dy + (std::int64_t(n) * C_out + co) * out_plane + std::int64_t(row) * W_out + col;
+          const int rows = std::min(m, H_out - row), cols = std::min(m, W_out - col);
           for (int i = 0; i < m; ++i)
-            for (int j = 0; j < m; ++j) {
-              const int r = row + i, c = col + j;
-              dyt[(i * m + j) * T_chunk + lane] = (r < H_out && c < W_out) ? plane[std::int64_t(r) * W_out + c] : T(0);
-            }
+            for (int j = 0; j < m; ++j)
+              dyt[(i * m + j) * T_chunk + lane] = i < rows && j < cols ? plane[std::int64_t(i) * W_out + j] : T(0);
         }
-        // tmp[k][j] = sum_i A[k][i] dY[i][j] = sum_i AT[i][k] dY[i][j]
-        for (int k = 0; k < a; ++k)
-          for (int j = 0; j < m; ++j) {
-            T* o = tmp + (k * m + j) * T_chunk;
-            std::fill(o, o + lanes, T(0));
-            for (int i = 0; i < m; ++i) {
-              const T coef = static_cast<T>(F::AT[i][k]);
-              if (coef == T(0)) continue;
-              const T* in = dyt + (i * m + j) * T_chunk;
-              for (int l = 0; l < lanes; ++l) o[l] += coef * in[l];
-            }
-          }
-        // dM[k][l] = sum_j tmp[k][j] AT[j][l]
-        for (int k = 0; k < a; ++k)
-          for (int l = 0; l < a; ++l) {
-            T* o = dM + (k * a + l) * M_stride + co * T_chunk;
-            std::fill(o, o + lanes, T(0));
-            for (int j = 0; j < m; ++j) {
-              const T coef = static_cast<T>(F::AT[j][l]);
-              if (coef == T(0)) continue;
-              const T* in = tmp + (k * m + j) * T_chunk;
-              for (int q = 0; q < lanes; ++q) o[q] += coef * in[q];
-            }
-          }
+        // tmp[k][j] = sum_i A[k][i] dY[i][j];  dM[k][l] = sum_j tmp[k][j] A^T[j][l] = sum_j A[l][j] tmp[k][j]
+        detail::left_multiply<a, m>(F::A, m, dyt, m * T_chunk, T_chunk, tmp, m * T_chunk, T_chunk, lanes);
+        detail::left_multiply<a, m>(F::A, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride, a * M_stride,
+                                    lanes);
       }
       for (int p = 0; p < a * a; ++p)
         gemm<false, true>(C_out, C_in, lanes, dM + p * M_stride, T_chunk, V + p * V_stride, T_chunk,
