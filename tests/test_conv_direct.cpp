@@ -178,13 +178,15 @@ TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradi
     const kernels::ConvGeometry g{row.c_in, row.h, row.h, 3, 1, 1};
     INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", 3, padding 1) on " << row.h << "x" << row.h);
     REQUIRE(kernels::direct_conv_supported<float>(g, row.c_out));
+    const int n = 3;
     auto direct = [&](kernels::ConvPass pass) {
-      return kernels::select_conv_path<float>(g, row.c_out, pass).algorithm == kernels::ConvAlgorithm::direct;
+      return kernels::select_conv_path<float>(g, row.c_out, pass, kernels::ConvAlgorithm::automatic,
+                                              simd::active_isa(), n)
+                 .algorithm == kernels::ConvAlgorithm::direct;
     };
     const bool direct_input = direct(kernels::ConvPass::input_gradient);
     const bool direct_weight = direct(kernels::ConvPass::weight_gradient);
     CHECK(direct_input != direct_weight);  // the rows above are chosen so that the two passes differ
-    const int n = 3;
     Generator gen(5);
     std::vector<float> x(static_cast<std::size_t>(n * g.image_size())), w(static_cast<std::size_t>(row.c_out * g.patch_size())),
         dy(static_cast<std::size_t>(std::int64_t(n) * row.c_out * g.out_pixels()));

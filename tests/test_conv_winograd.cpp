@@ -270,8 +270,9 @@ TEST_CASE("Winograd: chosen where it can run, forced per layer, reported", "[con
   std::uniform_real_distribution<float> u(-1, 1);
   for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = u(rng);
   const Tensor<float>& y = conv.forward(x);
-  CHECK(conv.kernel_paths() ==
-        "forward=winograd_2x2 input_gradient=winograd_2x2 weight_gradient=winograd_2x2");
+  const std::string isa = simd::name(simd::active_isa());
+  CHECK(conv.kernel_paths() == "forward=winograd_2x2/" + isa + " input_gradient=winograd_2x2/" + isa +
+                                   " weight_gradient=winograd_2x2");
   std::vector<float> y_ref(std::size_t(y.numel()));
   kernels::conv2d_forward_reference(kernels::ConvGeometry{16, 9, 9, 3, 1, 1}, 2, 24, x.data(), conv.weight().data(),
                                     conv.bias().data(), y_ref.data());

@@ -120,12 +120,20 @@ inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass, simd:
   }
 }
 
-// The automatic choice of Winograd F(4x4, 3x3) where it can run (see select_conv_path).
+// The automatic choice of Winograd F(4x4, 3x3) where it can run (see select_conv_path), for a
+// batch of N images (0: not known, taken as large). From the fast recipe's 3x3 layers measured at
+// batch 32 and 256, 2 threads, AVX-512 (docs/benchmarks.md, "Winograd"): the forward and the input
+// gradient win from 24 channels up (1.2-1.9x the direct kernels) once the batch has 128 output
+// tiles or more (at batch 32 on 3x3 images, 32 tiles, the weight transform and half-empty register
+// tiles made it 3x slower); the weight gradient, whose products still run on the GEMM, wins from
+// 64 x 256 channels up and loses at 64 x 64.
 template <typename T>
-bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass) {
-  (void)pass;
+bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass, int N) {
   if (!std::is_same<T, float>::value) return false;  // double: the exact paths
-  return g.channels >= 64 && C_out >= 64;
+  const std::int64_t tiles_per_image = std::int64_t((g.out_height() + 3) / 4) * ((g.out_width() + 3) / 4);
+  if (N > 0 && tiles_per_image * N < 128) return false;
+  if (pass == ConvPass::weight_gradient) return std::int64_t(g.channels) * C_out >= 64 * 256;
+  return g.channels >= 16 && C_out >= 16;
 }
 
 }  // namespace detail
@@ -134,29 +142,34 @@ bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass) {
 /// Winograd.
 struct ConvPath {
   ConvAlgorithm algorithm;  ///< im2col_gemm, direct, winograd_4x4 or winograd_2x2 (never automatic)
-  simd::Isa isa;            ///< the direct kernels' instruction set (meaningless for the others)
-  /// "im2col_gemm", "winograd_4x4", "winograd_2x2" or "direct/<isa>", e.g. "direct/avx512".
+  simd::Isa isa;            ///< the instruction set of our vector kernels, where they run
+  bool vector_kernels = false;  ///< whether our vector kernels run (direct; Winograd in float)
+  /// The algorithm's name, followed by "/<isa>" where our vector kernels run: "im2col_gemm",
+  /// "direct/avx512", "winograd_4x4/avx2", "winograd_2x2" (in double).
   std::string name() const {
-    return algorithm == ConvAlgorithm::direct ? std::string("direct/") + simd::name(isa) : kernels::name(algorithm);
+    const std::string base = kernels::name(algorithm);
+    return vector_kernels ? base + "/" + simd::name(isa) : base;
   }
 };
 
-/// The path conv2d_forward / conv2d_backward take for one pass of this layer: what `algorithm`
-/// forces where it can run; automatic (or a forced path that cannot run): Winograd where it
-/// measured faster (detail::prefer_winograd), else the direct kernels of `isa` where they can run
+/// The path conv2d_forward / conv2d_backward take for one pass of this layer on a batch of N
+/// images (0: unknown, taken as large): what `algorithm` forces where it can run; automatic (or a
+/// forced path that cannot run): Winograd where it measured faster (detail::prefer_winograd), else the direct kernels of `isa` where they can run
 /// and measured faster (detail::prefer_direct), else im2col + GEMM. The single place where the
 /// choice is made.
 template <typename T>
 ConvPath select_conv_path(const ConvGeometry& g, int C_out, ConvPass pass,
-                          ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa()) {
-  const ConvPath gemm{ConvAlgorithm::im2col_gemm, isa}, direct{ConvAlgorithm::direct, isa};
+                          ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa(),
+                          int N = 0) {
+  const ConvPath gemm{ConvAlgorithm::im2col_gemm, isa, false}, direct{ConvAlgorithm::direct, isa, true};
   const bool winograd_runs = winograd::supported(g, C_out);
+  constexpr bool float_kernels = std::is_same<T, float>::value;
   if (algorithm == ConvAlgorithm::winograd_4x4 || algorithm == ConvAlgorithm::winograd_2x2) {
-    if (winograd_runs) return ConvPath{algorithm, isa};
+    if (winograd_runs) return ConvPath{algorithm, isa, float_kernels && pass != ConvPass::weight_gradient};
     algorithm = ConvAlgorithm::automatic;
   }
-  if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass))
-    return ConvPath{ConvAlgorithm::winograd_4x4, isa};
+  if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass, N))
+    return ConvPath{ConvAlgorithm::winograd_4x4, isa, float_kernels && pass != ConvPass::weight_gradient};
   if (!direct_conv_supported<T>(g, C_out, isa)) return gemm;
   if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct ? direct : gemm;
   return detail::prefer_direct(g, C_out, pass, isa) ? direct : gemm;
@@ -167,7 +180,7 @@ template <typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
                     Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm = ConvAlgorithm::automatic,
                     ConvActivation activation = ConvActivation::none, simd::Isa isa = simd::active_isa()) {
-  const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa).algorithm;
+  const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa, N).algorithm;
   const bool relu = activation == ConvActivation::relu;
   if (path == ConvAlgorithm::winograd_4x4)
     return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
@@ -228,7 +241,7 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
   const std::int64_t dy_size = std::int64_t(N) * C_out * g.out_pixels();
   {  // Winograd takes the gradients it is chosen for, on dy masked once by a fused ReLU.
     auto winograd_path = [&](ConvPass pass) {
-      const ConvAlgorithm a = select_conv_path<T>(g, C_out, pass, algorithm, isa).algorithm;
+      const ConvAlgorithm a = select_conv_path<T>(g, C_out, pass, algorithm, isa, N).algorithm;
       return a == ConvAlgorithm::winograd_4x4 ? 4 : a == ConvAlgorithm::winograd_2x2 ? 2 : 0;
     };
     const int dx_tile = dx ? winograd_path(ConvPass::input_gradient) : 0;
@@ -253,7 +266,7 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
     // Each gradient goes to the path that is faster for it; whatever the direct kernels take is
     // removed from what the im2col path below computes.
     auto direct = [&](ConvPass pass) {
-      return select_conv_path<T>(g, C_out, pass, algorithm, isa).algorithm == ConvAlgorithm::direct;
+      return select_conv_path<T>(g, C_out, pass, algorithm, isa, N).algorithm == ConvAlgorithm::direct;
     };
     const bool direct_dx = dx && direct(ConvPass::input_gradient);
     const bool direct_dw = grad_weight && direct(ConvPass::weight_gradient);

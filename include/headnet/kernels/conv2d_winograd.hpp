@@ -17,15 +17,16 @@
 //                    V[p]^T with dM = A dY A^T per tile of dy, then dW = G^T dU G.
 //
 // Work is cut into chunks of whole tiles (tiles_per_chunk), each transformed into a thread's
-// buffers, multiplied position by position, and transformed back. In float the forward products
-// run on our own register tiles (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at
-// run time like the direct kernels'); the weight gradient's products and every product in double
-// use the single-threaded GEMM (kernels/gemm.hpp); every output value belongs to one chunk. The weight gradient keeps one partial
-// dU per group of chunks (detail::weight_gradient_chunks) and adds them in group order. Results are
-// the same bits from run to run for a thread count; the chunk size depends on the thread count (so
-// that every thread gets work), so another thread count may differ in the last bits. The transforms run over all tiles
-// of a chunk at once, so their inner loops are over tiles and vectorise; their coefficients are
-// constants and the zeros among them are skipped.
+// buffers, multiplied position by position, and transformed back; every output value belongs to
+// one chunk. In float the products of the forward and the input gradient run on our own register
+// tiles (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at run time like the
+// direct kernels'); the weight gradient's products, and every product in double, use the
+// single-threaded GEMM (kernels/gemm.hpp). The weight gradient keeps one partial dU per group of
+// chunks (two groups per thread) and adds them in group order. Results are the same bits from run
+// to run for a thread count; the chunk size depends on the thread count (so that every thread gets
+// work), so another thread count may differ in the last bits. The transforms run over all tiles of
+// a chunk at once, in blocks of 16 lanes held in registers; their coefficients are constants and
+// the zeros among them vanish.
 //
 // Only 3x3, stride 1, padding 0 to 2 (supported()); any type (the tests check double against finite
 // differences).
@@ -502,10 +503,11 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
   const std::int64_t chunks = (tiling.count + T_chunk - 1) / T_chunk;
   const std::int64_t V_stride = detail::position_stride(C_in, T_chunk), M_stride = detail::position_stride(C_out, T_chunk);
   const std::int64_t dU_size = std::int64_t(a) * a * C_out * C_in;
-  // Groups of consecutive chunks, each with its own partial dU, added in group order at the end.
+  // Groups of consecutive chunks, each with its own partial dU, added in group order at the end:
+  // two per thread, so that a thread slowed down by another process hands work over (each partial
+  // is a*a*C_out*C_in values, 9.4 MB at 256 -> 256 channels: few, to keep their sum cheap).
   constexpr int max_groups = 64;
-  const int groups = static_cast<int>(std::min<std::int64_t>(
-      std::min(kernels::detail::weight_gradient_chunks(num_threads()), max_groups), chunks));
+  const int groups = static_cast<int>(std::min<std::int64_t>(std::min(2 * num_threads(), max_groups), chunks));
   const int threads = std::min(num_threads(), groups);
   ws.prepare(threads);
   for (int t = 0; t < threads; ++t) {

@@ -225,7 +225,7 @@ class Conv2d : public Layer<T> {
     std::string s;
     for (auto pass : {kernels::ConvPass::forward, kernels::ConvPass::input_gradient, kernels::ConvPass::weight_gradient})
       s += std::string(s.empty() ? "" : " ") + kernels::name(pass) + "=" +
-           kernels::select_conv_path<T>(g, out_channels_, pass, algorithm_, isa()).name();
+           kernels::select_conv_path<T>(g, out_channels_, pass, algorithm_, isa(), int(input[0])).name();
     return s;
   }
   /// kernel_paths() for the last input the layer saw (empty before its first forward).
