@@ -323,39 +323,42 @@ inline std::int64_t weight_position_stride(int rows, int cols, int block_rows) {
 /// [C_in][block_rows] ([p][o][i] for block_rows = 1, the GEMM's layout); rows past `rows` in the
 /// last block are zeros. With `rotate`, the kernels of the input gradient: g = weight[i][o] turned
 /// by 180 degrees (weight is then C_in x C_out x 3 x 3 as stored, rows = C_in, cols = C_out). One
-/// row o at a time, with the transforms running along the row (i), in `ws`'s per-thread scratch.
+/// block of rows at a time, the transforms running along each row (i) in `ws`'s per-thread scratch.
 template <int m, typename T>
 void transform_weights(const T* weight, int rows, int cols, bool rotate, int block_rows, T* U,
                        Conv2dWorkspace<T>& ws) {
   using F = Transform<m>;
   constexpr int a = F::a;
   const std::int64_t position_stride = weight_position_stride(rows, cols, block_rows);
-  const std::int64_t scratch_size = std::int64_t(9 + 3 * a + a * a) * cols;
-  const int threads = std::int64_t(rows) * cols >= 4096 ? std::min(num_threads(), rows) : 1;
+  const int blocks = (rows + block_rows - 1) / block_rows;
+  // Per thread: one row's g and G g, then the a*a rows of U of each row of a block.
+  const std::int64_t scratch_size = std::int64_t(9 + 3 * a) * cols + std::int64_t(block_rows) * a * a * cols;
+  const int threads = std::int64_t(rows) * cols >= 4096 ? std::min(num_threads(), blocks) : 1;
   ws.prepare(threads);
   for (int t = 0; t < threads; ++t) ws.winograd_scratch(t, scratch_size);
-  if (rows % block_rows != 0) {  // the zero rows of the last block
-    const std::int64_t last = std::int64_t(rows) / block_rows * block_rows * cols;
-    for (int p = 0; p < a * a; ++p) std::fill(U + p * position_stride + last, U + (p + 1) * position_stride, T(0));
-  }
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
-  for (int o = 0; o < rows; ++o) {
+  for (int block = 0; block < blocks; ++block) {
     T* g = ws.winograd_scratch(thread_index(), scratch_size);  // g[r][s][i]
     T* Gg = g + 9 * cols;                                      // (G g)[k][s][i]
-    T* u = Gg + 3 * a * cols;                                  // U[k][l][i]
-    for (int i = 0; i < cols; ++i) {
-      const T* w = rotate ? weight + (std::int64_t(i) * rows + o) * 9 : weight + (std::int64_t(o) * cols + i) * 9;
-      for (int t = 0; t < 9; ++t) g[t * cols + i] = rotate ? w[8 - t] : w[t];
+    T* u = Gg + 3 * a * cols;                                  // U[row in block][k][l][i]
+    const int first = block * block_rows, count = std::min(block_rows, rows - first);
+    for (int r = 0; r < count; ++r) {
+      const int o = first + r;
+      for (int i = 0; i < cols; ++i) {
+        const T* w = rotate ? weight + (std::int64_t(i) * rows + o) * 9 : weight + (std::int64_t(o) * cols + i) * 9;
+        for (int t = 0; t < 9; ++t) g[t * cols + i] = rotate ? w[8 - t] : w[t];
+      }
+      detail::left_multiply<a, 3>(F::G, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
+      // U[k][l] = sum_s Gg[k][s] G[l][s]
+      detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, u + std::int64_t(r) * a * a * cols, cols, a * cols,
+                                  cols);
     }
-    detail::left_multiply<a, 3>(F::G, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
-    // U[k][l] = sum_s Gg[k][s] G[l][s]
-    detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, u, cols, a * cols, cols);
-    const int block = o / block_rows, r = o % block_rows;
-    T* packed = U + std::int64_t(block) * block_rows * cols + r;
+    // The block's rows interleaved, [p][i][r], written in order; zeros for rows past `rows`.
     for (int p = 0; p < a * a; ++p) {
-      const T* src = u + std::int64_t(p) * cols;
-      T* dst = packed + p * position_stride;
-      for (int i = 0; i < cols; ++i) dst[std::int64_t(i) * block_rows] = src[i];
+      T* dst = U + p * position_stride + std::int64_t(first) * cols;
+      for (int i = 0; i < cols; ++i)
+        for (int r = 0; r < block_rows; ++r)
+          *dst++ = r < count ? u[(std::int64_t(r) * a * a + p) * cols + i] : T(0);
     }
   }
 }
