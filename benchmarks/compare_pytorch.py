@@ -80,9 +80,10 @@ def pytorch_throughput(net, batch, threads):
     return json.loads(out.strip().splitlines()[-1])["median"]
 
 
-def headnet_layers(batch, names=".*", isa=None):
+def headnet_layers(batch, names=".*", isa=None, algorithm=None):
     out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=^(forward|backward_input|backward_weight)/{names}/{batch}/",
-                          "--benchmark_format=json", "--benchmark_min_time=0.2"] + ([f"--isa={isa}"] if isa else []),
+                          "--benchmark_format=json", "--benchmark_min_time=0.2"] + ([f"--isa={isa}"] if isa else [])
+                         + ([f"--algorithm={algorithm}"] if algorithm else []),
                          check=True, capture_output=True, text=True).stdout
     peak = float(re.search(r"Measured fp32 FMA peak: ([0-9.]+) GFLOP/s", out).group(1))
     data = json.loads(out[out.index("\n{") + 1:])
@@ -190,37 +191,39 @@ def main():
 
 
 def fast_layers(repeats):
-    """The fast recipe's layers at batch 256, 2 threads: headnet at each instruction set the CPU has
-    (each with the FMA peak at its width, measured in the same run) against PyTorch's best of 1 and 2
-    threads."""
+    """The fast recipe's layers at batch 256, 2 threads: headnet's direct kernels at each instruction
+    set the CPU has (each with the FMA peak at its width, measured in the same run) and Winograd
+    F(4x4, 3x3) and F(2x2, 3x3) at the widest, against PyTorch's best of 1 and 2 threads."""
     flags = open("/proc/cpuinfo").read()
     isas = ["avx2"] + (["avx512"] if " avx512f" in flags else [])
+    configs = [(i, "direct") for i in isas] + [(isas[-1], "winograd_4x4"), (isas[-1], "winograd_2x2")]
     samples, peaks = {}, {}
     for r in range(repeats):
-        for isa in isas:
-            peak, layers = headnet_layers(256, "fast_.*", isa)
+        for isa, algorithm in configs:
+            peak, layers = headnet_layers(256, "fast_.*", isa, algorithm)
             peaks.setdefault(isa, []).append(peak)
             for key, value in layers.items():
-                samples.setdefault((isa,) + key, []).append(value)
+                samples.setdefault((isa, algorithm) + key, []).append(value)
         for layer in FAST_LAYERS:
             for th in (1, 2):
                 for kind, value in pytorch_layer(layer, 256, th).items():
                     samples.setdefault(("pytorch", layer[0], kind, th), []).append(value)
         print(f"round {r + 1} done", file=sys.stderr, flush=True)
-    head = "| layer | pass | " + " | ".join(f"headnet {i} (% of its peak)" for i in isas) + " | PyTorch best of 1, 2 threads | headnet best / PyTorch |"
-    lines = [f"### The fast recipe's 3x3 layers at batch 256, 2 threads (GFLOP/s, median of {repeats} rounds; FMA peak "
+    head = ("| layer | pass | " + " | ".join(f"headnet {a} {i} (x its peak)" for i, a in configs)
+            + " | PyTorch best of 1, 2 threads | headnet best / PyTorch |")
+    lines = [f"### The fast recipe's 3x3 layers at batch 256, 2 threads (GFLOP/s counted with the direct formula, median of {repeats} rounds; FMA peak "
              + ", ".join(f"{i} {statistics.median(peaks[i]):.0f}" for i in isas) + " GFLOP/s, measured in the same run)", "",
-             head, "|" + "---|" * (4 + len(isas))]
+             head, "|" + "---|" * (4 + len(configs))]
     for layer in FAST_LAYERS:
         for kind in ("forward", "backward_input", "backward_weight"):
-            h = {i: statistics.median(samples[(i, layer[0], kind)]) for i in isas}
+            h = {c: statistics.median(samples[c + (layer[0], kind)]) for c in configs}
             p = max(statistics.median(samples[("pytorch", layer[0], kind, th)]) for th in (1, 2))
-            cells = " | ".join(f"{h[i]:.1f} ({100 * h[i] / statistics.median(peaks[i]):.0f}%)" for i in isas)
+            cells = " | ".join(f"{h[c]:.1f} ({h[c] / statistics.median(peaks[c[0]]):.2f})" for c in configs)
             lines.append(f"| {layer[0]} | {kind} | {cells} | {p:.1f} | {max(h.values()) / p:.2f}x |")
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
     lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py --fast-layers` on {model}, "
-              f"{os.cpu_count()} cores; headnet built with g++ -O3 -march=native, each instruction set forced with --isa."]
+              f"{os.cpu_count()} cores; headnet built with g++ -O3 -march=native, each path forced with --isa and --algorithm."]
     print("\n".join(lines))
 
 
