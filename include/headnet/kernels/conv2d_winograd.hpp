@@ -393,6 +393,10 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
     ws.winograd_products(t, a * a * M_stride);
     ws.winograd_scratch(t, scratch_size);
     ws.winograd_tile_starts(t, 3 * T_chunk);
+    if (!own_products) {  // the two sizes of product: full chunks and the last one
+      reserve_gemm<T>(C_out, T_chunk, C_in, ws.gemm(t));
+      reserve_gemm<T>(C_out, tiling.count - (chunks - 1) * T_chunk, C_in, ws.gemm(t));
+    }
   }
 
   auto run_chunk = [&](int thread, std::int64_t chunk) {
@@ -513,9 +517,11 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
   const int groups = static_cast<int>(std::min<std::int64_t>(std::min(2 * num_threads(), max_groups), chunks));
   const int threads = std::min(num_threads(), groups);
   ws.prepare(threads);
-  for (int t = 0; t < threads; ++t) {
+  for (int t = 0; t < threads; ++t) {  // sized by the plan before the parallel region
     ws.winograd_input(t, a * a * V_stride);
     ws.winograd_products(t, a * a * M_stride);
+    reserve_gemm<T>(C_out, C_in, T_chunk, ws.gemm(t));  // full chunks and the last one
+    reserve_gemm<T>(C_out, C_in, tiling.count - (chunks - 1) * T_chunk, ws.gemm(t));
   }
   // Scratch: the input transform's (2 a*a rows of lanes) or dy's tiles and A dY ((m + a)*m rows).
   const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, (m + a) * m)) * T_chunk;

@@ -59,6 +59,13 @@ class WorkspaceBlocking : public Eigen::internal::level3_blocking<T, T> {
 
 }  // namespace detail
 
+/// Grows `ws` to what gemm() needs for an M x N x K product (and any smaller one), so that a
+/// parallel region whose threads are handed products at run time allocates nothing in them.
+template <typename T>
+void reserve_gemm(std::int64_t M, std::int64_t N, std::int64_t K, GemmWorkspace<T>& ws) {
+  if (M > 0 && N > 0 && K > 0) detail::WorkspaceBlocking<T> blocking(M, N, K, ws);
+}
+
 /// C = op(A) op(B) (+ C when `accumulate`), row-major, op transposing when TransA / TransB, Eigen's kernel on our buffers.
 template <bool TransA, bool TransB, typename T>
 void gemm(std::int64_t M, std::int64_t N, std::int64_t K, const T* A, std::int64_t lda, const T* B, std::int64_t ldb,
