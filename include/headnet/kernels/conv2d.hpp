@@ -121,19 +121,25 @@ inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass, simd:
 }
 
 // The automatic choice of Winograd F(4x4, 3x3) where it can run (see select_conv_path), for a
-// batch of N images (0: not known, taken as large). From the fast recipe's 3x3 layers measured at
-// batch 32 and 256, 2 threads, AVX-512 (docs/benchmarks.md, "Winograd"): the forward and the input
-// gradient win from 24 channels up (1.2-1.9x the direct kernels) once the batch has 128 output
-// tiles or more (at batch 32 on 3x3 images, 32 tiles, the weight transform and half-empty register
-// tiles made it 3x slower); the weight gradient, whose products still run on the GEMM, wins from
-// 64 x 256 channels up and loses at 64 x 64.
+// batch of N images (0: not known, taken as large). From the fast recipe's 3x3 layers at batch 256,
+// 2 threads, AVX-512 (`compare_pytorch.py --fast-layers`, table in docs/benchmarks.md, "Winograd"):
+// the forward and the input gradient win when the channels their products sum over (C_in for the
+// forward, C_out for the input gradient) number 32 or more: 1.3-2.4x the direct kernels from 64
+// channels, and 24 -> 64 at 31x31 lost its forward (summing over 24) but won its input gradient
+// (over 64). The weight gradient, whose products run on the GEMM, wins from 64 x 64 channels up
+// (1.27x there, 1.3-1.8x on the wider layers) and ties at 24 x 64. All of that needs a batch of 128
+// output tiles or more: at batch 32 on 3x3 images (32 tiles) the weight transform and half-empty
+// register tiles made Winograd 3x slower.
 template <typename T>
 bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass, int N) {
   if (!std::is_same<T, float>::value) return false;  // double: the exact paths
   const std::int64_t tiles_per_image = std::int64_t((g.out_height() + 3) / 4) * ((g.out_width() + 3) / 4);
   if (N > 0 && tiles_per_image * N < 128) return false;
-  if (pass == ConvPass::weight_gradient) return std::int64_t(g.channels) * C_out >= 64 * 256;
-  return g.channels >= 16 && C_out >= 16;
+  switch (pass) {
+    case ConvPass::forward: return g.channels >= 32 && C_out >= 16;
+    case ConvPass::input_gradient: return C_out >= 32 && g.channels >= 16;
+    default: return std::int64_t(g.channels) * C_out >= 64 * 64;
+  }
 }
 
 }  // namespace detail
