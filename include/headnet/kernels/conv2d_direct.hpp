@@ -88,69 +88,10 @@ inline void tap_offsets(const PaddedGeometry& in, int K, std::int64_t* offsets) 
 }  // namespace kernels
 }  // namespace headnet
 
-// The kernels, once per instruction set: namespace direct::portable, direct::avx2, direct::avx512
-// (left out of the API reference: their contracts are those of conv2d_direct_impl.hpp).
-#ifndef HEADNET_DOXYGEN
-namespace headnet {
-namespace kernels {
-namespace direct {
-/// The kernels in plain C++ (simd::Portable).
-namespace portable {
-using V = simd::Portable;
-#define HEADNET_DIRECT_X86 0
-#include "headnet/kernels/conv2d_direct_impl.hpp"
-#undef HEADNET_DIRECT_X86
-}  // namespace portable
-}  // namespace direct
-}  // namespace kernels
-}  // namespace headnet
-
-#if HEADNET_SIMD_AVX2
-#if !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-namespace headnet {
-namespace kernels {
-namespace direct {
-/// The kernels in 256-bit AVX2 registers (simd::Avx2).
-namespace avx2 {
-using V = simd::Avx2;
-#define HEADNET_DIRECT_X86 1
-#include "headnet/kernels/conv2d_direct_impl.hpp"
-#undef HEADNET_DIRECT_X86
-}  // namespace avx2
-}  // namespace direct
-}  // namespace kernels
-}  // namespace headnet
-#if !defined(__clang__)
-#pragma GCC pop_options
-#endif
-#endif
-
-#if HEADNET_SIMD_AVX512
-#if !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,avx512f")
-#endif
-namespace headnet {
-namespace kernels {
-namespace direct {
-/// The kernels in 512-bit AVX-512 registers (simd::Avx512).
-namespace avx512 {
-using V = simd::Avx512;
-#define HEADNET_DIRECT_X86 1
-#include "headnet/kernels/conv2d_direct_impl.hpp"
-#undef HEADNET_DIRECT_X86
-}  // namespace avx512
-}  // namespace direct
-}  // namespace kernels
-}  // namespace headnet
-#if !defined(__clang__)
-#pragma GCC pop_options
-#endif
-#endif
-#endif  // HEADNET_DOXYGEN
+// The kernels, once per instruction set: namespace direct::portable, direct::avx2, direct::avx512.
+#define HEADNET_ISA_NAMESPACE direct
+#define HEADNET_ISA_IMPL "headnet/kernels/conv2d_direct_impl.hpp"
+#include "headnet/simd/for_each_isa.hpp"
 
 namespace headnet {
 namespace kernels {

@@ -1,7 +1,8 @@
 // headnet/kernels/conv2d_direct_impl.hpp: the direct convolution kernels, written once against the
 // vector operations of simd/vec.hpp. Not a header to include: kernels/conv2d_direct.hpp includes it
-// once per instruction set, inside namespace direct::<isa> with `V` the vector type (simd::Avx512,
-// simd::Avx2 or simd::Portable) and the compiler's target set to that instruction set. Read
+// once per instruction set (simd/for_each_isa.hpp), inside namespace direct::<isa> with `V` the
+// vector type (simd::Avx512, simd::Avx2 or simd::Portable) and the compiler's target set to that
+// instruction set. Read
 // conv2d_direct.hpp first for what the kernels compute.
 //
 // Every size below follows from V: W = V::width floats per register, a pixel tile is 2 registers
@@ -528,7 +529,7 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
     return dyT + std::int64_t(co / channel_block * channel_block) * P + p * width(co) + co % channel_block;
   };
   int co0 = 0;
-#if HEADNET_DIRECT_X86
+#if HEADNET_ISA_X86
   for (; co0 + 8 <= C_out; co0 += 8) {
     __m256 sums[8];
     for (auto& v : sums) v = _mm256_setzero_ps();

@@ -99,63 +99,10 @@ inline int tiles_per_chunk(std::int64_t tiles, int threads) {
 }  // namespace kernels
 }  // namespace headnet
 
-// The float products, once per instruction set (left out of the API reference: their contract is
-// that of conv2d_winograd_impl.hpp).
-#ifndef HEADNET_DOXYGEN
-namespace headnet {
-namespace kernels {
-namespace winograd {
-/// The products in plain C++ (simd::Portable).
-namespace portable {
-using V = simd::Portable;
-#include "headnet/kernels/conv2d_winograd_impl.hpp"
-}  // namespace portable
-}  // namespace winograd
-}  // namespace kernels
-}  // namespace headnet
-
-#if HEADNET_SIMD_AVX2
-#if !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#endif
-namespace headnet {
-namespace kernels {
-namespace winograd {
-/// The products in 256-bit AVX2 registers (simd::Avx2).
-namespace avx2 {
-using V = simd::Avx2;
-#include "headnet/kernels/conv2d_winograd_impl.hpp"
-}  // namespace avx2
-}  // namespace winograd
-}  // namespace kernels
-}  // namespace headnet
-#if !defined(__clang__)
-#pragma GCC pop_options
-#endif
-#endif
-
-#if HEADNET_SIMD_AVX512
-#if !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,avx512f")
-#endif
-namespace headnet {
-namespace kernels {
-namespace winograd {
-/// The products in 512-bit AVX-512 registers (simd::Avx512).
-namespace avx512 {
-using V = simd::Avx512;
-#include "headnet/kernels/conv2d_winograd_impl.hpp"
-}  // namespace avx512
-}  // namespace winograd
-}  // namespace kernels
-}  // namespace headnet
-#if !defined(__clang__)
-#pragma GCC pop_options
-#endif
-#endif
-#endif  // HEADNET_DOXYGEN
+// The float products, once per instruction set: winograd::portable, winograd::avx2, winograd::avx512.
+#define HEADNET_ISA_NAMESPACE winograd
+#define HEADNET_ISA_IMPL "headnet/kernels/conv2d_winograd_impl.hpp"
+#include "headnet/simd/for_each_isa.hpp"
 
 namespace headnet {
 namespace kernels {

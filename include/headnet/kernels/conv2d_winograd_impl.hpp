@@ -1,7 +1,8 @@
 // headnet/kernels/conv2d_winograd_impl.hpp: the element-wise stage of the Winograd convolutions in
 // float, written once against the vector operations of simd/vec.hpp. Not a header to include:
-// kernels/conv2d_winograd.hpp includes it once per instruction set, inside namespace
-// winograd::<isa> with `V` the vector type and the compiler's target set to that instruction set.
+// kernels/conv2d_winograd.hpp includes it once per instruction set (simd/for_each_isa.hpp), inside
+// namespace winograd::<isa> with `V` the vector type and the compiler's target set to that
+// instruction set.
 //
 // At one position p of the transformed tiles, M (C_out x lanes) = U (C_out x C_in) * V (C_in x
 // lanes): the register tile keeps R = V::tile_rows output channels x 2 registers of tiles (AVX-512:
