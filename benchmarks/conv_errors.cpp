@@ -2,7 +2,7 @@
 //
 // For the fast recipe's 3x3 layers (and one shape with odd sizes and channels), random inputs in
 // [-1, 1], it computes the forward, the input gradient and the weight gradient in float on every
-// path (direct, im2col_gemm, winograd_2x2, winograd_4x4) and prints, as a Markdown table, the
+// path (direct, im2col_gemm, winograd_2x2, winograd_3x3, winograd_4x4) and prints, as a Markdown table, the
 // relative error of each against the same computation in double: |float - exact| / |exact| (norms
 // over the whole tensor). docs/benchmarks.md ("Winograd") holds its output; tests/test_conv_winograd.cpp
 // bounds the same quantity.
@@ -36,14 +36,14 @@ int main() {
   const Layer layers[] = {{24, 64, 31, 2}, {64, 64, 15, 2}, {64, 256, 15, 1}, {256, 256, 7, 2}, {256, 256, 3, 4}, {17, 33, 9, 3}};
   using kernels::ConvAlgorithm;
   const ConvAlgorithm paths[] = {ConvAlgorithm::direct, ConvAlgorithm::im2col_gemm, ConvAlgorithm::winograd_2x2,
-                                 ConvAlgorithm::winograd_4x4};
+                                 ConvAlgorithm::winograd_3x3, ConvAlgorithm::winograd_4x4};
   std::mt19937 rng(11);
   std::uniform_real_distribution<double> uniform(-1, 1);
   std::printf("Relative error of float results, forward / input gradient / weight gradient (instruction set %s)\n\n",
               simd::name(simd::active_isa()));
   std::printf("| layer |");
   for (auto path : paths) std::printf(" %s |", kernels::name(path));
-  std::printf("\n|---|---|---|---|---|\n");
+  std::printf("\n|---|---|---|---|---|---|\n");
   for (const Layer& l : layers) {
     const kernels::ConvGeometry g{l.c_in, l.size, l.size, 3, 1, 1};
     const std::size_t x_size = std::size_t(l.batch) * g.image_size(), w_size = std::size_t(l.c_out) * g.patch_size();

@@ -10,7 +10,7 @@
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
-// --algorithm=automatic|im2col_gemm|direct|winograd_4x4|winograd_2x2 picks the convolution path (default: automatic, what
+// --algorithm=automatic|im2col_gemm|direct|winograd_4x4|winograd_3x3|winograd_2x2 picks the convolution path (default: automatic, what
 // Conv2d uses), to compare the two on each shape; --isa=portable|avx2|avx512 the direct kernels'
 // instruction set (default: the widest the CPU has, or HEADNET_ISA), and the peak is measured at
 // that width. The fast recipe's 3x3 layers (fast_*) run at batch 32 and 256.

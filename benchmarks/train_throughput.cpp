@@ -35,9 +35,9 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "Timed runs; the median is reported")->capture_default_str()->check(CLI::Range(1, 1000));
   app.add_option("--json", json_path, "Also write the results to this JSON file");
   app.add_option("--algorithm", algorithm_name,
-                 "Convolution path: automatic, im2col_gemm, direct, winograd_4x4 or winograd_2x2")
+                 "Convolution path: automatic, im2col_gemm, direct, winograd_4x4, winograd_3x3 or winograd_2x2")
       ->capture_default_str()
-      ->check(CLI::IsMember({"automatic", "im2col_gemm", "direct", "winograd_4x4", "winograd_2x2"}));
+      ->check(CLI::IsMember({"automatic", "im2col_gemm", "direct", "winograd_4x4", "winograd_3x3", "winograd_2x2"}));
   CLI11_PARSE(app, argc, argv);
 
   using namespace headnet;

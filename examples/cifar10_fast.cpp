@@ -98,10 +98,10 @@ int main(int argc, char** argv) {
   app.add_option("--seed", r.seed, "Seed")->capture_default_str();
   app.add_option("--threads", r.threads, "Threads (0: all cores)")->capture_default_str()->check(CLI::Range(0, 1024));
   app.add_option("--conv-algorithm", r.conv_algorithm,
-                 "Convolution kernels of every layer: automatic, direct, im2col_gemm, winograd_4x4 or winograd_2x2 "
+                 "Convolution kernels of every layer: automatic, direct, im2col_gemm, winograd_4x4, winograd_3x3 or winograd_2x2 "
                  "(a layer the forced one cannot compute gets the automatic choice)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"automatic", "direct", "im2col_gemm", "winograd_4x4", "winograd_2x2"}));
+      ->check(CLI::IsMember({"automatic", "direct", "im2col_gemm", "winograd_4x4", "winograd_3x3", "winograd_2x2"}));
   app.add_option("--train-subset", r.train_subset, "Train on the first N training images only (for quick checks)")
       ->check(CLI::Range(std::int64_t(1), std::int64_t(50000)));
   app.add_option("--checkpoint-every", checkpoint_every, "Steps between checkpoints (0: at epoch ends only)")

@@ -1,4 +1,4 @@
-// Winograd convolutions (kernels/conv2d_winograd.hpp), F(4x4, 3x3) and F(2x2, 3x3), over a table of
+// Winograd convolutions (kernels/conv2d_winograd.hpp), F(4x4, 3x3), F(3x3, 3x3) and F(2x2, 3x3), over a table of
 // shapes: channels that are not multiples of a vector width, odd sizes, padding 0 to 2, output
 // sizes that are not multiples of the tile, batch 1 and > 1, 1 and 2 threads.
 //   - In double, where rounding is negligible: the forward against the seven-loop definition, and
@@ -74,7 +74,8 @@ std::string describe(const WinogradRow& row, kernels::ConvAlgorithm algorithm, i
   return s.str();
 }
 
-const kernels::ConvAlgorithm variants[] = {kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::winograd_2x2};
+const kernels::ConvAlgorithm variants[] = {kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::winograd_3x3,
+                                           kernels::ConvAlgorithm::winograd_2x2};
 
 }  // namespace
 
@@ -146,6 +147,7 @@ TEST_CASE("Winograd in float: errors against the definition in double are bounde
     double forward, input_gradient, weight_gradient;
   };
   const Bound bounds[] = {{kernels::ConvAlgorithm::winograd_4x4, 8e-6, 8e-6, 8e-6},
+                          {kernels::ConvAlgorithm::winograd_3x3, 4e-6, 4e-6, 4e-6},
                           {kernels::ConvAlgorithm::winograd_2x2, 2e-6, 2e-6, 2e-6}};
   std::vector<WinogradRow> rows(std::begin(table), std::end(table));
   rows.push_back({24, 64, 1, 2, 31, 31});
@@ -260,6 +262,11 @@ TEST_CASE("Winograd: chosen where it can run, forced per layer, reported", "[con
     }
   }
   CHECK(kernels::parse_conv_algorithm("winograd_2x2") == ConvAlgorithm::winograd_2x2);
+  CHECK(kernels::parse_conv_algorithm("winograd_3x3") == ConvAlgorithm::winograd_3x3);
+  // The automatic tile: F(3x3, 3x3) where it makes fewer products (3x3 images), F(4x4, 3x3) elsewhere.
+  const kernels::ConvGeometry tiny{256, 3, 3, 3, 1, 1}, seven{256, 7, 7, 3, 1, 1};
+  CHECK(kernels::select_conv_path<float>(tiny, 256, ConvPass::forward).algorithm == ConvAlgorithm::winograd_3x3);
+  CHECK(kernels::select_conv_path<float>(seven, 256, ConvPass::forward).algorithm == ConvAlgorithm::winograd_4x4);
   CHECK_THROWS_WITH(kernels::parse_conv_algorithm("winograd"), Catch::Contains("winograd_4x4"));
 
   // A layer forced to Winograd says so and computes what the definition computes.

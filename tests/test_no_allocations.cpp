@@ -147,7 +147,8 @@ TEST_CASE("A warm training step of resnet9 at batch 32 allocates nothing", "[all
   // Every convolution path the 3x3 layers can take: the automatic choice, then each forced.
   const kernels::ConvAlgorithm algorithm =
       GENERATE(kernels::ConvAlgorithm::automatic, kernels::ConvAlgorithm::direct, kernels::ConvAlgorithm::im2col_gemm,
-               kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::winograd_2x2);
+               kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::winograd_3x3,
+               kernels::ConvAlgorithm::winograd_2x2);
   INFO("convolutions: " << kernels::name(algorithm));
   set_num_threads(2);
   manual_seed(0);

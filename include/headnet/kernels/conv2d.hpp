@@ -43,17 +43,19 @@ namespace kernels {
 /// How a convolution is computed. automatic picks, per layer shape and pass, what measured faster
 /// on the benchmarks (benchmarks/conv_kernels.cpp); the others force one path where it can run
 /// (tests check each): the direct kernels (kernels/conv2d_direct.hpp, float, stride 1), Winograd
-/// F(4x4, 3x3) or F(2x2, 3x3) (kernels/conv2d_winograd.hpp, 3x3, stride 1, padding up to 2).
+/// F(4x4, 3x3), F(3x3, 3x3) or F(2x2, 3x3) (kernels/conv2d_winograd.hpp, 3x3, stride 1, padding up
+/// to 2).
 /// A layer the forced path cannot compute gets the automatic choice among the others.
-enum class ConvAlgorithm { automatic, im2col_gemm, direct, winograd_4x4, winograd_2x2 };
+enum class ConvAlgorithm { automatic, im2col_gemm, direct, winograd_4x4, winograd_2x2, winograd_3x3 };
 
-/// "automatic", "im2col_gemm", "direct", "winograd_4x4" or "winograd_2x2".
+/// "automatic", "im2col_gemm", "direct", "winograd_4x4", "winograd_3x3" or "winograd_2x2".
 inline const char* name(ConvAlgorithm algorithm) {
   switch (algorithm) {
     case ConvAlgorithm::im2col_gemm: return "im2col_gemm";
     case ConvAlgorithm::direct: return "direct";
     case ConvAlgorithm::winograd_4x4: return "winograd_4x4";
     case ConvAlgorithm::winograd_2x2: return "winograd_2x2";
+    case ConvAlgorithm::winograd_3x3: return "winograd_3x3";
     default: return "automatic";
   }
 }
@@ -61,10 +63,10 @@ inline const char* name(ConvAlgorithm algorithm) {
 /// The algorithm named by name(ConvAlgorithm); throws std::invalid_argument naming the choices.
 inline ConvAlgorithm parse_conv_algorithm(const std::string& text) {
   for (ConvAlgorithm a : {ConvAlgorithm::automatic, ConvAlgorithm::im2col_gemm, ConvAlgorithm::direct,
-                          ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_2x2})
+                          ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_3x3, ConvAlgorithm::winograd_2x2})
     if (text == name(a)) return a;
   throw std::invalid_argument("unknown convolution algorithm '" + text +
-                              "': automatic, im2col_gemm, direct, winograd_4x4 or winograd_2x2");
+                              "': automatic, im2col_gemm, direct, winograd_4x4, winograd_3x3 or winograd_2x2");
 }
 
 /// What the layer applies to its output. relu: y = max(conv(x) + b, 0), a ReLU fused into the
@@ -147,7 +149,7 @@ bool prefer_winograd(const ConvGeometry& g, int C_out, ConvPass pass, int N) {
 /// The code that computes one pass: im2col + GEMM, the direct kernels of one instruction set, or
 /// Winograd.
 struct ConvPath {
-  ConvAlgorithm algorithm;  ///< im2col_gemm, direct, winograd_4x4 or winograd_2x2 (never automatic)
+  ConvAlgorithm algorithm;  ///< im2col_gemm, direct or a winograd_* (never automatic)
   simd::Isa isa;            ///< the instruction set of our vector kernels, where they run
   bool vector_kernels = false;  ///< whether our vector kernels run (direct; Winograd in float)
   /// The algorithm's name, followed by "/<isa>" where our vector kernels run: "im2col_gemm",
@@ -170,12 +172,16 @@ ConvPath select_conv_path(const ConvGeometry& g, int C_out, ConvPass pass,
   const ConvPath gemm{ConvAlgorithm::im2col_gemm, isa, false}, direct{ConvAlgorithm::direct, isa, true};
   const bool winograd_runs = winograd::supported(g, C_out);
   constexpr bool float_kernels = std::is_same<T, float>::value;
-  if (algorithm == ConvAlgorithm::winograd_4x4 || algorithm == ConvAlgorithm::winograd_2x2) {
+  if (algorithm == ConvAlgorithm::winograd_4x4 || algorithm == ConvAlgorithm::winograd_3x3 ||
+      algorithm == ConvAlgorithm::winograd_2x2) {
     if (winograd_runs) return ConvPath{algorithm, isa, float_kernels && pass != ConvPass::weight_gradient};
     algorithm = ConvAlgorithm::automatic;
   }
-  if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass, N))
-    return ConvPath{ConvAlgorithm::winograd_4x4, isa, float_kernels && pass != ConvPass::weight_gradient};
+  if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass, N)) {
+    const ConvAlgorithm tile =
+        winograd::fewest_products_tile(g) == 3 ? ConvAlgorithm::winograd_3x3 : ConvAlgorithm::winograd_4x4;
+    return ConvPath{tile, isa, float_kernels && pass != ConvPass::weight_gradient};
+  }
   if (!direct_conv_supported<T>(g, C_out, isa)) return gemm;
   if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct ? direct : gemm;
   return detail::prefer_direct(g, C_out, pass, isa) ? direct : gemm;
@@ -190,6 +196,8 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
   const bool relu = activation == ConvActivation::relu;
   if (path == ConvAlgorithm::winograd_4x4)
     return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
+  if (path == ConvAlgorithm::winograd_3x3)
+    return winograd::conv2d_forward<3>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
   if (path == ConvAlgorithm::winograd_2x2)
     return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, y, ws, relu, isa);
   if constexpr (std::is_same<T, float>::value) {
@@ -248,7 +256,10 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
   {  // Winograd takes the gradients it is chosen for, on dy masked once by a fused ReLU.
     auto winograd_path = [&](ConvPass pass) {
       const ConvAlgorithm a = select_conv_path<T>(g, C_out, pass, algorithm, isa, N).algorithm;
-      return a == ConvAlgorithm::winograd_4x4 ? 4 : a == ConvAlgorithm::winograd_2x2 ? 2 : 0;
+      return a == ConvAlgorithm::winograd_4x4   ? 4
+             : a == ConvAlgorithm::winograd_3x3 ? 3
+             : a == ConvAlgorithm::winograd_2x2 ? 2
+                                                : 0;
     };
     const int dx_tile = dx ? winograd_path(ConvPass::input_gradient) : 0;
     const int dw_tile = grad_weight ? winograd_path(ConvPass::weight_gradient) : 0;
@@ -260,8 +271,10 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
         relu_output = nullptr;
       }
       if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws, isa);
+      if (dx_tile == 3) winograd::conv2d_input_gradient<3>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
+      if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
       if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
       if (dx_tile) dx = nullptr;
       if (dw_tile) grad_weight = grad_bias = nullptr;

@@ -1,5 +1,5 @@
 // headnet/kernels/conv2d_winograd.hpp: 3x3 stride-1 convolutions with Winograd's minimal filtering,
-// F(m x m, 3 x 3) for m = 4 and m = 2: fewer multiplications than the definition.
+// F(m x m, 3 x 3) for m = 4, 3 and 2: fewer multiplications than the definition.
 //
 // The output is cut into m x m tiles; each reads an a x a input tile, a = m + 2. For one tile d of
 // one input channel and one 3x3 kernel g (Lavin and Gray, "Fast Algorithms for Convolutional
@@ -9,8 +9,9 @@
 // transformed tile, a matrix product over channels:
 //   forward          M[p] (C_out x tiles) = U[p] (C_out x C_in) * V[p] (C_in x tiles)
 // with U = G g G^T (weights) and V = B^T d B (input), then Y = A^T M A per tile. F(4x4, 3x3) makes
-// 36 products per tile where the definition makes 16 * 9 = 144 (4x fewer); F(2x2, 3x3) 16 for 36
-// (2.25x fewer), with smaller rounding errors (docs/benchmarks.md has the measured errors).
+// 36 products per tile where the definition makes 16 * 9 = 144 (4x fewer); F(3x3, 3x3) 25 for 81
+// (3.24x fewer, and one tile is a whole 3x3 image); F(2x2, 3x3) 16 for 36 (2.25x fewer), with
+// smaller rounding errors (docs/benchmarks.md has the measured errors).
 //   input gradient   the same, on dy zero-padded by 2 - padding, with each kernel rotated by 180
 //                    degrees and its channel axes swapped (the "full" convolution);
 //   weight gradient  the adjoint of the forward: dU[p] (C_out x C_in) += dM[p] (C_out x tiles) *
@@ -61,6 +62,24 @@ struct Transform<2> {
   static constexpr double A[4][2] = {{1, 0}, {1, 1}, {1, -1}, {0, -1}};  ///< A (the weight gradient's)
 };
 
+/// F(3x3, 3x3), interpolation points 0, 1, -1, 2 and infinity (derived as Lavin and Gray do: A^T
+/// from the points' powers, G from the Lagrange denominators, B^T by solving the identity
+/// Y = correlation for every tile; the same derivation gives F(4x4, 3x3) below exactly). One tile
+/// covers a 3x3 image: 25 products where F(4x4, 3x3) makes 36 and the definition 81.
+template <>
+struct Transform<3> {
+  static constexpr int a = 5;  ///< input tile side
+  static constexpr double BT[5][5] = {
+      {2, -1, -2, 1, 0}, {0, -2, -1, 1, 0}, {0, 2, -3, 1, 0}, {0, -1, 0, 1, 0}, {0, 2, -1, -2, 1}};  ///< B^T
+  static constexpr double G[5][3] = {{1.0 / 2, 0, 0},
+                                     {-1.0 / 2, -1.0 / 2, -1.0 / 2},
+                                     {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                     {1.0 / 6, 1.0 / 3, 2.0 / 3},
+                                     {0, 0, 1}};  ///< G
+  static constexpr double AT[3][5] = {{1, 1, 1, 1, 0}, {0, 1, -1, 2, 0}, {0, 1, 1, 4, 1}};  ///< A^T
+  static constexpr double A[5][3] = {{1, 0, 0}, {1, 1, 1}, {1, -1, 1}, {1, 2, 4}, {0, 0, 1}};  ///< A (the weight gradient's)
+};
+
 /// F(4x4, 3x3), interpolation points 0, 1, -1, 2, -2 and infinity.
 template <>
 struct Transform<4> {
@@ -84,6 +103,15 @@ struct Transform<4> {
 inline bool supported(const ConvGeometry& g, int C_out) {
   return g.kernel_size == 3 && g.stride == 1 && g.padding >= 0 && g.padding <= 2 && g.channels > 0 && C_out > 0 &&
          g.out_height() > 0 && g.out_width() > 0;
+}
+
+/// The tile F(m x m, 3 x 3) that needs the fewest products for this layer's output: m = 3 or 4
+/// (tiles x (m + 2)^2 per image; 3 on 3x3 and 6x6 images, 4 on 7x7, 15x15 and 31x31).
+inline int fewest_products_tile(const ConvGeometry& g) {
+  auto products = [&](int m) {
+    return std::int64_t((g.out_height() + m - 1) / m) * ((g.out_width() + m - 1) / m) * (m + 2) * (m + 2);
+  };
+  return products(3) < products(4) ? 3 : 4;
 }
 
 /// Tiles per chunk: 128, the GEMM's columns (measured on the fast recipe's layers, AVX-512, one

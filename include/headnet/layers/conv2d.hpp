@@ -201,8 +201,8 @@ class Conv2d : public Layer<T> {
   bool has_bias() const { return has_bias_; }
   /// The forced algorithm (automatic by default).
   kernels::ConvAlgorithm algorithm() const { return algorithm_; }
-  /// automatic (the default) picks per shape and pass; im2col_gemm, direct, winograd_4x4 or
-  /// winograd_2x2 force one. direct falls back to im2col + GEMM where it cannot run (stride > 1,
+  /// automatic (the default) picks per shape and pass; im2col_gemm, direct, winograd_4x4,
+  /// winograd_3x3 or winograd_2x2 force one. direct falls back to im2col + GEMM where it cannot run (stride > 1,
   /// double, an image smaller than one pixel tile), Winograd to the automatic choice among the
   /// others (it runs 3x3 stride-1 layers with padding up to 2).
   void set_algorithm(kernels::ConvAlgorithm algorithm) { algorithm_ = algorithm; }
