@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <headnet/headnet.hpp>
 
 namespace headnet_test {
@@ -118,6 +119,13 @@ inline GradientReport check_gradients(Layer<double>& layer, Tensor<double> x, Ge
     record(p.name, analytic, numeric_gradient(p.value));
   }
   return report;
+}
+
+/// The suite's verdict on a report: no gradient all zero, the worst relative error under 1e-6.
+inline void require_good(const GradientReport& report, const std::string& what) {
+  INFO(what << ": worst relative error " << report.worst_error << " in " << report.worst_name);
+  CHECK_FALSE(report.some_gradient_all_zero);
+  CHECK(report.worst_error < 1e-6);
 }
 
 }  // namespace headnet_test

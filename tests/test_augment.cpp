@@ -37,7 +37,7 @@ float reference_pixel(const std::vector<float>& x, int C, int H, int W, int c, i
   return at(i + dy, j + dx);
 }
 
-data::ImageSet fake_images(int count) { return headnet_test::fake_images(count, 21); }
+data::ImageSet augment_images(int count) { return headnet_test::fake_images(count, 21); }
 
 }  // namespace
 
@@ -115,7 +115,7 @@ TEST_CASE("Flips: random about half the time, alternating every epoch; cutout ze
 }
 
 TEST_CASE("Augmented batches depend on seed, epoch and image only; resume sees the same images", "[augment][loader]") {
-  const ImageSet set = fake_images(300);
+  const ImageSet set = augment_images(300);
   AugmentOptions o;
   o.pad = 2;
   o.flip = Flip::alternating;
@@ -160,7 +160,7 @@ TEST_CASE("Augmented batches depend on seed, epoch and image only; resume sees t
 }
 
 TEST_CASE("drop_last leaves out the last partial batch", "[loader]") {
-  const ImageSet set = fake_images(70);
+  const ImageSet set = augment_images(70);
   BatchLoader loader(set, 32, true, 1);
   CHECK(loader.batches_per_epoch() == 3);
   loader.set_drop_last(true);

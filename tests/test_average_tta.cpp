@@ -12,7 +12,7 @@
 using namespace headnet;
 
 namespace {
-data::ImageSet fake_images(int count) { return headnet_test::fake_images(count, 8); }
+data::ImageSet tta_images(int count) { return headnet_test::fake_images(count, 8); }
 }  // namespace
 
 TEST_CASE("ModelAverage averages parameters and float buffers, copies counts, writes back", "[average]") {
@@ -43,7 +43,7 @@ TEST_CASE("ModelAverage averages parameters and float buffers, copies counts, wr
 }
 
 TEST_CASE("A lookahead average travels in Trainer checkpoints", "[average][trainer]") {
-  const data::ImageSet set = fake_images(16);
+  const data::ImageSet set = tta_images(16);
   manual_seed(2);
   Sequential<float> net;
   net.add("conv", Conv2d<float>(3, 4, 3, 2, 1));
@@ -73,7 +73,7 @@ TEST_CASE("A lookahead average travels in Trainer checkpoints", "[average][train
 TEST_CASE("TTA averages the logits of mirrored and translated views with the recipe's weights", "[tta]") {
   // A linear model: f(view) = W view + b, so TTA's logits are W (the weighted mean view) + b,
   // which this test builds by hand from shifted and mirrored pixels.
-  const data::ImageSet set = fake_images(12);
+  const data::ImageSet set = tta_images(12);
   manual_seed(3);
   Sequential<float> net;
   net.add(Flatten<float>());

@@ -43,7 +43,7 @@ double loss_in_double(const kernels::ConvGeometry& g, int N, int C_out, const st
   return sum;
 }
 
-double relative_error(const std::vector<double>& a, const std::vector<double>& b) {
+double relative_difference(const std::vector<double>& a, const std::vector<double>& b) {
   double diff = 0, na = 0, nb = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     diff += (a[i] - b[i]) * (a[i] - b[i]);
@@ -114,7 +114,7 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       std::vector<double> expected(static_cast<std::size_t>(y_size));
       const auto xd = to_double(x), wd = to_double(weight), bd = to_double(bias), rd = to_double(r);
       kernels::conv2d_forward_reference(g, row.n, row.c_out, xd.data(), wd.data(), bd.data(), expected.data());
-      CHECK(relative_error(to_double(y), expected) < 1e-6);
+      CHECK(relative_difference(to_double(y), expected) < 1e-6);
 
       // Backward with dy = r, so that the gradients are those of L = sum(r * y).
       std::vector<float> dx(static_cast<std::size_t>(x_size)), gw(static_cast<std::size_t>(w_size), 0.f), gb(static_cast<std::size_t>(row.c_out), 0.f);
@@ -139,23 +139,23 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
         const auto dx_numeric = numeric(xd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, v, wd, bd, rd); });
         const auto gw_numeric = numeric(wd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, xd, v, bd, rd); });
         const auto gb_numeric = numeric(bd, [&](const std::vector<double>& v) { return loss_in_double(g, row.n, row.c_out, xd, wd, v, rd); });
-        CHECK(relative_error(to_double(dx), dx_numeric) < 1e-5);
-        CHECK(relative_error(to_double(gw), gw_numeric) < 1e-5);
-        CHECK(relative_error(to_double(gb), gb_numeric) < 1e-5);
+        CHECK(relative_difference(to_double(dx), dx_numeric) < 1e-5);
+        CHECK(relative_difference(to_double(gw), gw_numeric) < 1e-5);
+        CHECK(relative_difference(to_double(gb), gb_numeric) < 1e-5);
       }
 
       // The im2col + GEMM path on the same data, accumulating onto the same starting gradients.
       std::vector<float> dx2(static_cast<std::size_t>(x_size)), gw2(static_cast<std::size_t>(w_size), 0.f), gb2(static_cast<std::size_t>(row.c_out), 0.f);
       kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), r.data(), dx2.data(), gw2.data(),
                                gb2.data(), ws, kernels::ConvAlgorithm::im2col_gemm);
-      CHECK(relative_error(to_double(dx), to_double(dx2)) < 1e-5);
-      CHECK(relative_error(to_double(gw), to_double(gw2)) < 1e-5);
+      CHECK(relative_difference(to_double(dx), to_double(dx2)) < 1e-5);
+      CHECK(relative_difference(to_double(gw), to_double(gw2)) < 1e-5);
 
       // Accumulation: a second backward adds the same weight gradient again.
       kernels::conv2d_backward(g, row.n, row.c_out, x.data(), weight.data(), r.data(), static_cast<float*>(nullptr), gw.data(), gb.data(), ws,
                                kernels::ConvAlgorithm::direct);
       for (auto& v : gw2) v *= 2;
-      CHECK(relative_error(to_double(gw), to_double(gw2)) < 1e-5);
+      CHECK(relative_difference(to_double(gw), to_double(gw2)) < 1e-5);
     }
   }
   CHECK(scattered > 0);
@@ -201,9 +201,9 @@ TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradi
       kernels::conv2d_backward(g, n, row.c_out, x.data(), w.data(), dy.data(), dx[std::size_t(a)].data(),
                                gw[std::size_t(a)].data(), gb[std::size_t(a)].data(), ws, algorithms[a]);
     for (int a = 1; a < 3; ++a) {
-      CHECK(relative_error(to_double(dx[0]), to_double(dx[std::size_t(a)])) < 1e-5);
-      CHECK(relative_error(to_double(gw[0]), to_double(gw[std::size_t(a)])) < 1e-5);
-      CHECK(relative_error(to_double(gb[0]), to_double(gb[std::size_t(a)])) < 1e-5);
+      CHECK(relative_difference(to_double(dx[0]), to_double(dx[std::size_t(a)])) < 1e-5);
+      CHECK(relative_difference(to_double(gw[0]), to_double(gw[std::size_t(a)])) < 1e-5);
+      CHECK(relative_difference(to_double(gb[0]), to_double(gb[std::size_t(a)])) < 1e-5);
     }
   }
 }

@@ -48,7 +48,7 @@ std::vector<T> random_vector(std::size_t n, std::mt19937& rng) {
 
 // Norm-wise relative error |a - b| / |b|.
 template <typename A, typename B>
-double relative_error(const std::vector<A>& a, const std::vector<B>& b) {
+double relative_distance(const std::vector<A>& a, const std::vector<B>& b) {
   double diff = 0, nb = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
     diff += (double(a[i]) - double(b[i])) * (double(a[i]) - double(b[i]));
@@ -100,7 +100,7 @@ TEST_CASE("Winograd in double: forward against the definition, gradients against
         std::vector<double> y(y_size), y_ref(y_size);
         kernels::conv2d_forward(g, N, C_out, x.data(), weight.data(), bias.data(), y.data(), ws, algorithm);
         kernels::conv2d_forward_reference(g, N, C_out, x.data(), weight.data(), bias.data(), y_ref.data());
-        CHECK(relative_error(y, y_ref) < 1e-13);
+        CHECK(relative_distance(y, y_ref) < 1e-13);
 
         std::vector<double> dx(x_size, 7.0), dw(w_size, 0.0), db(std::size_t(C_out), 0.0);
         kernels::conv2d_backward(g, N, C_out, x.data(), weight.data(), r.data(), dx.data(), dw.data(), db.data(), ws,
@@ -108,9 +108,9 @@ TEST_CASE("Winograd in double: forward against the definition, gradients against
         std::vector<double> dx_gemm(x_size), dw_gemm(w_size, 0.0), db_gemm(std::size_t(C_out), 0.0);
         kernels::conv2d_backward(g, N, C_out, x.data(), weight.data(), r.data(), dx_gemm.data(), dw_gemm.data(),
                                  db_gemm.data(), ws, kernels::ConvAlgorithm::im2col_gemm);
-        CHECK(relative_error(dx, dx_gemm) < 1e-13);
-        CHECK(relative_error(dw, dw_gemm) < 1e-13);
-        CHECK(relative_error(db, db_gemm) < 1e-13);
+        CHECK(relative_distance(dx, dx_gemm) < 1e-13);
+        CHECK(relative_distance(dw, dw_gemm) < 1e-13);
+        CHECK(relative_distance(db, db_gemm) < 1e-13);
 
         // Central differences at sampled entries of x, the weights and the bias.
         const double h = 1e-3;
@@ -178,8 +178,8 @@ TEST_CASE("Winograd in float: errors against the definition in double are bounde
       kernels::conv2d_forward(g, N, C_out, x.data(), weight.data(), static_cast<const float*>(nullptr), y.data(), ws, bound.algorithm);
       kernels::conv2d_backward(g, N, C_out, x.data(), weight.data(), r.data(), dx.data(), dw.data(), static_cast<float*>(nullptr), ws,
                                bound.algorithm);
-      const double e_forward = relative_error(y, y_ref), e_input = relative_error(dx, dx_ref),
-                   e_weight = relative_error(dw, dw_ref);
+      const double e_forward = relative_distance(y, y_ref), e_input = relative_distance(dx, dx_ref),
+                   e_weight = relative_distance(dw, dw_ref);
       INFO("relative errors: forward " << e_forward << ", input gradient " << e_input << ", weight gradient "
                                        << e_weight);
       CHECK(e_forward < bound.forward);
@@ -216,7 +216,7 @@ TEST_CASE("Winograd in float: same bits run to run for a thread count; fused ReL
       }
       CHECK(results[0] == results[1]);
       CHECK(results[2] == results[3]);
-      CHECK(relative_error(results[0], results[2]) < 1e-5);  // and 1 thread agrees with 2 up to rounding
+      CHECK(relative_distance(results[0], results[2]) < 1e-5);  // and 1 thread agrees with 2 up to rounding
 
       // Fused ReLU: max(conv + b, 0) and its backward, against the unfused Winograd result.
       set_num_threads(2);
@@ -283,5 +283,5 @@ TEST_CASE("Winograd: chosen where it can run, forced per layer, reported", "[con
   std::vector<float> y_ref(std::size_t(y.numel()));
   kernels::conv2d_forward_reference(kernels::ConvGeometry{16, 9, 9, 3, 1, 1}, 2, 24, x.data(), conv.weight().data(),
                                     conv.bias().data(), y_ref.data());
-  CHECK(relative_error(std::vector<float>(y.data(), y.data() + y.numel()), y_ref) < 1e-6);
+  CHECK(relative_distance(std::vector<float>(y.data(), y.data() + y.numel()), y_ref) < 1e-6);
 }

@@ -17,12 +17,6 @@ namespace {
 
 constexpr double tolerance = 1e-6;
 
-void require_good(const GradientReport& report, const std::string& what) {
-  INFO(what << ": worst relative error " << report.worst_error << " in " << report.worst_name);
-  CHECK_FALSE(report.some_gradient_all_zero);
-  CHECK(report.worst_error < tolerance);
-}
-
 struct ConvRow {
   int c_in, c_out, kernel, stride, padding, n, h, w;
   bool bias;

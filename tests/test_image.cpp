@@ -23,9 +23,9 @@ std::vector<unsigned char> pattern(int w, int h, int c) {
 
 std::string path_of(const std::string& name) { return "image_test_" + name; }
 
-void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+void write_image_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
-std::string read_bytes(const std::string& path) {
+std::string read_image_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
@@ -126,13 +126,13 @@ TEST_CASE("Images: normalisation is the loader's arithmetic, channel planes in o
 
 TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are refused, naming them", "[image][errors]") {
   CHECK_THROWS_WITH(io::read_image(path_of("missing.png")), Catch::Contains("image_test_missing.png: cannot open"));
-  write_bytes(path_of("empty.png"), "");
+  write_image_bytes(path_of("empty.png"), "");
   CHECK_THROWS_WITH(io::read_image(path_of("empty.png")), Catch::Contains("image_test_empty.png: the file is empty"));
-  write_bytes(path_of("text.png"), "hello, this is not an image");
+  write_image_bytes(path_of("text.png"), "hello, this is not an image");
   CHECK_THROWS_WITH(io::read_image(path_of("text.png")), Catch::Contains("image_test_text.png: not an image headnet can read"));
   const auto rgb = pattern(31, 17, 3);
   REQUIRE(stbi_write_png(path_of("whole.png").c_str(), 31, 17, 3, rgb.data(), 31 * 3));
-  const std::string whole = read_bytes(path_of("whole.png"));
+  const std::string whole = read_image_bytes(path_of("whole.png"));
   int refused = 0;
   for (std::size_t cut = 1; cut < whole.size(); cut += 7) {
     try {
@@ -147,7 +147,7 @@ TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are re
     return io::decode_image(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, 3);
   };
   // stb_image decodes a cut-off JPEG or BMP as if zeros followed; headnet refuses them.
-  const std::string jpeg_file = read_bytes(std::string(HEADNET_TEST_DATA_DIR) + "/images/smooth_16x12.jpg");
+  const std::string jpeg_file = read_image_bytes(std::string(HEADNET_TEST_DATA_DIR) + "/images/smooth_16x12.jpg");
   REQUIRE(jpeg_file.substr(jpeg_file.size() - 2) == "\xFF\xD9");
   CHECK_NOTHROW(decode(jpeg_file, "whole.jpg"));
   for (std::size_t cut : {std::size_t(2), std::size_t(40), jpeg_file.size() / 2}) {
@@ -155,7 +155,7 @@ TEST_CASE("Images: missing, empty, garbage, truncated and oversized files are re
                       Catch::Contains("cut.jpg: truncated JPEG (no end-of-image marker)"));
   }
   REQUIRE(stbi_write_bmp(path_of("whole.bmp").c_str(), 31, 17, 3, rgb.data()));
-  const std::string bmp = read_bytes(path_of("whole.bmp"));
+  const std::string bmp = read_image_bytes(path_of("whole.bmp"));
   CHECK_NOTHROW(decode(bmp, "whole.bmp"));
   CHECK_THROWS_WITH(decode(bmp.substr(0, bmp.size() - 1), "cut.bmp"), Catch::Contains("cut.bmp: truncated BMP (the header claims"));
   CHECK_THROWS_WITH(decode(bmp.substr(0, 200), "cut.bmp"), Catch::Contains("cut.bmp: truncated BMP"));

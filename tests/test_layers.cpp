@@ -50,12 +50,6 @@ std::unique_ptr<Layer<double>> make_layer(const nlohmann::json& c) {
   return nullptr;
 }
 
-void require_good(const GradientReport& report, const std::string& what) {
-  INFO(what << ": worst relative error " << report.worst_error << " in " << report.worst_name);
-  CHECK_FALSE(report.some_gradient_all_zero);
-  CHECK(report.worst_error < 1e-6);
-}
-
 }  // namespace
 
 TEST_CASE("Every layer matches PyTorch: outputs, input gradients and parameter gradients", "[layers][pytorch]") {

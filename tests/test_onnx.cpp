@@ -24,7 +24,7 @@ namespace {
 
 std::string temp_path(const std::string& name) { return "onnx_test_" + name; }
 
-std::vector<unsigned char> read_bytes(const std::string& path) {
+std::vector<unsigned char> read_onnx_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::vector<unsigned char>((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
@@ -387,7 +387,7 @@ TEST_CASE("ONNX: every truncation and many corruptions of a file are refused or 
   Sequential<float> net = every_layer_net();
   randomise(net, 9);
   io::save_onnx(temp_path("corrupt.onnx"), net, Shape{1, 3, 13, 14});
-  const auto bytes = read_bytes(temp_path("corrupt.onnx"));
+  const auto bytes = read_onnx_bytes(temp_path("corrupt.onnx"));
   REQUIRE(bytes.size() > 1000);
   int refused = 0, read = 0;
   auto attempt = [&](const std::vector<unsigned char>& b) {

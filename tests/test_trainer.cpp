@@ -16,7 +16,7 @@ using namespace headnet;
 
 namespace {
 
-data::ImageSet fake_images(int count) { return headnet_test::fake_images(count, 99); }
+data::ImageSet trainer_images(int count) { return headnet_test::fake_images(count, 99); }
 
 // (N, 3, 32, 32) -> (N, 10): conv, BatchNorm, ReLU, a residual block, pooling, dropout, linear.
 Sequential<float> small_model(int width = 4) {
@@ -38,7 +38,7 @@ Sequential<float> small_model(int width = 4) {
   return net;
 }
 
-std::string scratch(const std::string& name) {
+std::string trainer_scratch(const std::string& name) {
   const std::string folder = std::filesystem::temp_directory_path().string() + "/headnet_test_trainer";
   std::filesystem::create_directories(folder);
   return folder + "/" + name;
@@ -70,21 +70,21 @@ struct Run {
 
 TEST_CASE("Trainer resumes bit-exactly from a mid-epoch checkpoint", "[trainer][resume]") {
   // AdamW, a cosine schedule, a shuffled loader, BatchNorm buffers and Dropout's random stream.
-  const data::ImageSet set = fake_images(60);  // 8 batches an epoch, the last one of 4
+  const data::ImageSet set = trainer_images(60);  // 8 batches an epoch, the last one of 4
   train::TrainerOptions options;
   options.epochs = 3;
   options.progress = false;
-  options.checkpoint_path = scratch("a.safetensors");
+  options.checkpoint_path = trainer_scratch("a.safetensors");
   options.checkpoint_every = 3;
   Run a(set, 1, options);
-  const std::string snapshot = scratch("snapshot.safetensors");
+  const std::string snapshot = trainer_scratch("snapshot.safetensors");
   a.trainer.on_step = [&](const train::StepInfo& s) {
     if (s.global_step == 13) std::filesystem::copy_file(options.checkpoint_path, snapshot,
                                                         std::filesystem::copy_options::overwrite_existing);
   };
   a.trainer.fit();
 
-  options.checkpoint_path = scratch("b.safetensors");
+  options.checkpoint_path = trainer_scratch("b.safetensors");
   Run b(set, 2, options);  // other initial weights: the checkpoint must replace them all
   b.trainer.load_checkpoint(snapshot);
   CHECK(b.trainer.state().epoch == 1);  // global step 12 = epoch 2 (index 1), step 4
@@ -105,11 +105,11 @@ TEST_CASE("Trainer resumes bit-exactly from a mid-epoch checkpoint", "[trainer][
 
 TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and file as they were",
           "[trainer][errors]") {
-  const data::ImageSet set = fake_images(24);
+  const data::ImageSet set = trainer_images(24);
   train::TrainerOptions options;
   options.epochs = 1;
   options.progress = false;
-  options.checkpoint_path = scratch("good.safetensors");
+  options.checkpoint_path = trainer_scratch("good.safetensors");
   Run a(set, 1, options);
   a.trainer.fit();
   const std::string good = bytes_of(options.checkpoint_path);
@@ -119,16 +119,16 @@ TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and
     Run wide(set, 3, options, 6);
     const auto before = wide.model.state_dict().clone();
     try {
-      wide.trainer.load_checkpoint(scratch("good.safetensors"));
+      wide.trainer.load_checkpoint(trainer_scratch("good.safetensors"));
       FAIL("no error");
     } catch (const DataError& e) {
-      CHECK_THAT(e.what(), Catch::StartsWith("checkpoint '" + scratch("good.safetensors") +
+      CHECK_THAT(e.what(), Catch::StartsWith("checkpoint '" + trainer_scratch("good.safetensors") +
                                              "': Error(s) in loading state_dict for Sequential:"));
       CHECK_THAT(e.what(), Catch::Contains("size mismatch for stem.weight: copying a param with shape (4, 3, 3, 3) "
                                            "from checkpoint, the shape in current model is (6, 3, 3, 3)."));
     }
     for (const auto& e : before) CHECK(std::equal(e.value.begin(), e.value.end(), wide.model.state_dict().at(e.name).begin()));
-    CHECK(bytes_of(scratch("good.safetensors")) == good);
+    CHECK(bytes_of(trainer_scratch("good.safetensors")) == good);
   }
   SECTION("another optimiser") {
     manual_seed(1);
@@ -136,8 +136,8 @@ TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and
     data::BatchLoader loader(set, 8, true, 5);
     SGD<float> sgd(model.parameters(), SGDOptions(0.1));
     train::Trainer t(model, sgd, loader);
-    CHECK_THROWS_WITH(t.load_checkpoint(scratch("good.safetensors")),
-                      "checkpoint '" + scratch("good.safetensors") + "': it was written with the AdamW optimiser, this run uses SGD");
+    CHECK_THROWS_WITH(t.load_checkpoint(trainer_scratch("good.safetensors")),
+                      "checkpoint '" + trainer_scratch("good.safetensors") + "': it was written with the AdamW optimiser, this run uses SGD");
   }
   SECTION("no schedule where the run had one") {
     manual_seed(1);
@@ -145,11 +145,11 @@ TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and
     data::BatchLoader loader(set, 8, true, 5);
     AdamW<float> adamw(model.parameters());
     train::Trainer t(model, adamw, loader);
-    CHECK_THROWS_WITH(t.load_checkpoint(scratch("good.safetensors")),
+    CHECK_THROWS_WITH(t.load_checkpoint(trainer_scratch("good.safetensors")),
                       Catch::Contains("it has a learning-rate schedule (CosineAnnealingLR), this run has none"));
   }
   SECTION("a truncated file") {
-    const std::string cut = scratch("cut.safetensors");
+    const std::string cut = trainer_scratch("cut.safetensors");
     std::ofstream(cut, std::ios::binary) << good.substr(0, good.size() / 2);
     const std::string cut_bytes = bytes_of(cut);
     options.checkpoint_path.clear();
@@ -161,7 +161,7 @@ TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and
     CHECK(bytes_of(cut) == cut_bytes);
   }
   SECTION("a weights file that is not a checkpoint") {
-    const std::string weights = scratch("weights.safetensors");
+    const std::string weights = trainer_scratch("weights.safetensors");
     io::save_safetensors(weights, a.model.state_dict());
     CHECK_THROWS_WITH(a.trainer.load_checkpoint(weights),
                       "'" + weights + "' is not a headnet checkpoint (its metadata has no trainer state)");
@@ -169,7 +169,7 @@ TEST_CASE("Trainer refuses corrupt and mismatched checkpoints, leaving model and
 }
 
 TEST_CASE("Trainer's NaN guard names the step and the first non-finite layer inside blocks", "[trainer][errors]") {
-  const data::ImageSet set = fake_images(16);
+  const data::ImageSet set = trainer_images(16);
   train::TrainerOptions options;
   options.epochs = 1;
   options.progress = false;
@@ -188,7 +188,7 @@ TEST_CASE("Trainer's NaN guard names the step and the first non-finite layer ins
 }
 
 TEST_CASE("Trainer's callbacks: loss lines per window, restarting each epoch, and the loss curve", "[trainer]") {
-  const data::ImageSet set = fake_images(40);  // 5 batches of 8
+  const data::ImageSet set = trainer_images(40);  // 5 batches of 8
   train::TrainerOptions options;
   options.epochs = 2;
   options.progress = false;
