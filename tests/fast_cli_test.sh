@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cifar10-fast on a small fake data set with narrow widths: the pipeline runs, the loss falls, every
-# output is written, and a run killed with SIGKILL mid-epoch resumes to bit-identical weights.
-#   fast_cli_test.sh PATH/TO/cifar10-fast PATH/TO/make_fake_cifar10.py SCRATCH_FOLDER
+# output is written, and a run killed with SIGKILL mid-epoch resumes to bit-identical weights; then
+# cifar10-fast-chart draws those runs (and a PyTorch one) against their wall time.
+#   fast_cli_test.sh PATH/TO/cifar10-fast PATH/TO/make_fake_cifar10.py SCRATCH_FOLDER PATH/TO/cifar10-fast-chart
 set -u
-fast="$1"; make_data="$2"; work="$3"
+fast="$1"; make_data="$2"; work="$3"; chart="$4"
 rm -rf "$work"; mkdir -p "$work"
 python3 "$make_data" "$work/data" 200 || { echo "cannot make the fake data"; exit 1; }
 passed=0; failed=0
@@ -37,6 +38,20 @@ check "resume reports its place" "grep -q 'Resuming at epoch 2, step 2' '$work/b
 check "the resumed run ends with the same weights" "cmp -s '$work/a/model.safetensors' '$work/b/model.safetensors'"
 "$fast" "${small[@]}" --out "$work/c" --epochs 0 > "$work/c.txt" 2>&1
 check "refuses 0 epochs" "[ \$? = 105 ]"
+
+# The accuracy-against-minutes chart: headnet's two runs and a PyTorch one (scripts/pytorch_fast.py
+# writes the same keys, and torch_version).
+mkdir -p "$work/p"
+python3 -c "import json; r = json.load(open('$work/a/results.json')); r['torch_version'] = '1.13.0'; r['train_seconds'] *= 3; json.dump(r, open('$work/p/results.json', 'w'))"
+"$chart" "$work/a" "$work/b/results.json" "$work/p" --out "$work/chart.png" > "$work/chart.txt" 2>&1
+check "the chart is drawn" "[ \$? = 0 ] && [ -s '$work/chart.png' ] && [ -s '$work/chart.svg' ]"
+check "its table lists two headnet runs and one PyTorch run" "[ \$(grep -c '^| headnet |' '$work/chart.txt') = 2 ] && [ \$(grep -c '^| PyTorch 1.13.0 |' '$work/chart.txt') = 1 ]"
+check "the chart names its series" "grep -q '>headnet<' '$work/chart.svg' && grep -q '>PyTorch 1.13.0<' '$work/chart.svg'"
+"$chart" "$work/a" "$work/missing" --out "$work/chart2.png" > "$work/chart2.txt" 2>&1
+check "a missing run is an error naming it" "[ \$? = 1 ] && grep -q 'missing/results.json: cannot open' '$work/chart2.txt' && [ ! -e '$work/chart2.png' ]"
+echo '{"recipe": {"epochs": 2}}' > "$work/p/bad.json"
+"$chart" "$work/p/bad.json" --out "$work/chart3.png" > "$work/chart3.txt" 2>&1
+check "a results.json without the fast recipe's keys is an error naming it" "[ \$? = 1 ] && grep -q 'bad.json: not a results.json of the fast recipe' '$work/chart3.txt'"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

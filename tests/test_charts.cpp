@@ -107,3 +107,29 @@ TEST_CASE("Charts: SVG text is escaped", "[charts]") {
   std::remove("chart_test_escape.png");
   std::remove("chart_test_escape.svg");
 }
+
+TEST_CASE("Charts: a line chart marks every point, from its y_min up, and keeps lower points on the axis", "[charts]") {
+  // Two series; the y axis starts at 80, so 70 is drawn on the axis, not below the frame.
+  viz::line_chart("chart_test_line.png", "Accuracy against minutes", "wall minutes", "accuracy (%)",
+                  {{"headnet", {5, 12, 27}, {85, 91, 94}}, {"PyTorch", {20, 60}, {70, 93.5}}}, 80);
+  std::ifstream in("chart_test_line.svg");
+  const std::string svg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The markers are the 9 x 9 squares; the axis line is the 2-pixel-high rectangle at the bottom.
+  const std::regex marker_re("<rect x=\"(\\d+)\" y=\"(\\d+)\" width=\"9\" height=\"9\"");
+  std::vector<std::pair<int, int>> markers;
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), marker_re); it != std::sregex_iterator(); ++it)
+    markers.emplace_back(std::stoi((*it)[1]), std::stoi((*it)[2]) + 4);
+  REQUIRE(markers.size() == 5);
+  const int axis_y = markers[3].second;  // PyTorch's 70: clamped onto the axis at y_min
+  std::smatch axis;
+  REQUIRE(std::regex_search(svg, axis, std::regex("<rect x=\"90\" y=\"(\\d+)\" width=\"\\d+\" height=\"2\"")));
+  CHECK(axis_y == std::stoi(axis[1]));
+  // Higher accuracy is higher up, later is further right.
+  CHECK(markers[0].second > markers[1].second);
+  CHECK(markers[1].second > markers[2].second);
+  CHECK(markers[0].first < markers[1].first);
+  CHECK(markers[4].second < markers[0].second);
+  check_no_overlap("chart_test_line.svg");
+  std::remove("chart_test_line.png");
+  std::remove("chart_test_line.svg");
+}

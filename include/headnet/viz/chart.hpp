@@ -377,28 +377,41 @@ struct LineSeries {
   std::vector<double> y;  ///< the points' y
 };
 
-/// Writes a line chart (PNG at `path`, SVG beside it) of the series against x.
+/// Writes a line chart (PNG at `path`, SVG beside it) of the series against x, each point marked.
+/// The y axis starts at `y_min` (0 unless given: accuracies near the top read better from, say, 80).
 inline void line_chart(const std::string& path, const std::string& title, const std::string& x_label,
-                       const std::string& y_label, const std::vector<LineSeries>& series) {
+                       const std::string& y_label, const std::vector<LineSeries>& series, double y_min = 0) {
   double x_min = 1e300, x_max = -1e300, y_max = -1e300;
   for (const auto& s : series) {
     for (double v : s.x) x_min = std::min(x_min, v), x_max = std::max(x_max, v);
     for (double v : s.y) y_max = std::max(y_max, v);
   }
   if (!(x_max > x_min)) x_max = x_min + 1;
-  if (!(y_max > 0)) y_max = 1;
-  Canvas c(1000, 560);
-  auto f = detail::draw_frame(c, title, y_label, 0, y_max * 1.05, 80);
+  if (!(y_max > y_min)) y_max = y_min + 1;
+  Canvas c(1000, 590);
+  auto f = detail::draw_frame(c, title, y_label, y_min, y_max + 0.05 * (y_max - y_min), 110);
   auto px = [&](double v) { return f.left + (v - x_min) / (x_max - x_min) * (f.right - f.left); };
+  auto py = [&](double v) { return f.y(std::max(v, y_min)); };  // below the axis: drawn on it
   const double step = detail::nice_step(x_max - x_min, 8);
   for (double v = std::ceil(x_min / step) * step; v <= x_max + 1e-9; v += step)
     c.text_centered(int(px(v)), f.bottom + 10, fixed(v, step >= 1 ? 0 : 1), 2, palette::axis);
   c.text_centered((f.left + f.right) / 2, f.bottom + 40, x_label, 2, palette::axis);
   for (std::size_t s = 0; s < series.size(); ++s) {
     for (std::size_t i = 1; i < series[s].x.size(); ++i)
-      c.line(px(series[s].x[i - 1]), f.y(series[s].y[i - 1]), px(series[s].x[i]), f.y(series[s].y[i]),
+      c.line(px(series[s].x[i - 1]), py(series[s].y[i - 1]), px(series[s].x[i]), py(series[s].y[i]),
              palette::series(s), 3);
-    c.text(f.right - 260, f.top + 10 + 22 * int(s), detail::fit_label(series[s].name, 250, 2, 1)[0], 2, palette::series(s));
+    for (std::size_t i = 0; i < series[s].x.size(); ++i) {
+      const int x = int(px(series[s].x[i])), y = int(py(series[s].y[i]));
+      c.rect(x - 4, y - 4, x + 5, y + 5, palette::series(s));
+    }
+  }
+  // The legend in a row under the x label, where no line can run through it.
+  int legend_x = f.left;
+  for (std::size_t s = 0; s < series.size(); ++s) {
+    const std::string name = detail::fit_label(series[s].name, 250, 2, 1)[0];
+    c.rect(legend_x, f.bottom + 70, legend_x + 18, f.bottom + 88, palette::series(s));
+    c.text(legend_x + 24, f.bottom + 72, name, 2, palette::series(s));
+    legend_x += 24 + Canvas::text_width(name, 2) + 30;
   }
   c.save(path);
 }
