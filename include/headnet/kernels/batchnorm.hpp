@@ -8,7 +8,11 @@
 //   backward    xhat = (x - mean) * invstd;  grad_gamma += sum dy * xhat;  grad_beta += sum dy;
 //               with batch statistics (training): dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
 //               with fixed statistics (eval):     dx = gamma * invstd * dy
-// Sums are accumulated in double. Channels are split across threads.
+// Sums are accumulated in double, in 8 interleaved partial sums per channel (lane l takes the
+// elements l, l + 8, ... of each image's plane, added up in a fixed order at the end): one running
+// sum would wait on the adder's latency at every element, and the compiler may not reorder a
+// floating-point sum itself; 8 independent ones become vector registers. Channels are split across
+// threads, so the result does not depend on the thread count.
 #pragma once
 
 #include <cmath>
@@ -20,25 +24,45 @@ namespace kernels {
 /// Below this many elements a parallel region costs more than it saves.
 constexpr std::int64_t batchnorm_parallel_threshold = std::int64_t(1) << 15;
 
+namespace detail {
+constexpr int batchnorm_lanes = 8;
+
+// The lanes' partial sums, added up in a fixed order.
+inline double add_lanes(const double* lanes) {
+  double total = 0;
+  for (int l = 0; l < batchnorm_lanes; ++l) total += lanes[l];
+  return total;
+}
+
+// Adds f(s) for s in [0, S) into the lanes (lane s % 8).
+template <typename F>
+inline void accumulate_lanes(std::int64_t S, double* lanes, F f) {
+  std::int64_t s = 0;
+  for (; s + batchnorm_lanes <= S; s += batchnorm_lanes)
+    for (int l = 0; l < batchnorm_lanes; ++l) lanes[l] += f(s + l);
+  for (int l = 0; s < S; ++s, ++l) lanes[l] += f(s);
+}
+}  // namespace detail
+
 /// Per-channel mean and biased variance of x (N, C, S), in double accumulators.
 template <typename T>
 void batchnorm_statistics(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, T* mean, T* var) {
   const double M = double(N * S);
 #pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
   for (std::int64_t c = 0; c < C; ++c) {
-    double sum = 0;
+    double sums[detail::batchnorm_lanes] = {};
     for (std::int64_t n = 0; n < N; ++n) {
       const T* p = x + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) sum += double(p[s]);
+      detail::accumulate_lanes(S, sums, [p](std::int64_t s) { return double(p[s]); });
     }
-    const double m = sum / M;
-    double squares = 0;
+    const double m = detail::add_lanes(sums) / M;
+    double squares[detail::batchnorm_lanes] = {};
     for (std::int64_t n = 0; n < N; ++n) {
       const T* p = x + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) squares += (double(p[s]) - m) * (double(p[s]) - m);
+      detail::accumulate_lanes(S, squares, [p, m](std::int64_t s) { return (double(p[s]) - m) * (double(p[s]) - m); });
     }
     mean[c] = T(m);
-    var[c] = T(squares / M);
+    var[c] = T(detail::add_lanes(squares) / M);
   }
 }
 
@@ -63,16 +87,14 @@ namespace detail {
 template <typename T>
 void channel_gradient_sums(std::int64_t N, std::int64_t C, std::int64_t S, std::int64_t c, const T* x, const T* dy,
                            double m, double is, double& sum_dy, double& sum_dy_xhat) {
-  double a = 0, b = 0;
+  double a[batchnorm_lanes] = {}, b[batchnorm_lanes] = {};
   for (std::int64_t n = 0; n < N; ++n) {
     const T* p = x + (n * C + c) * S;
     const T* g = dy + (n * C + c) * S;
-    for (std::int64_t s = 0; s < S; ++s) {
-      a += double(g[s]);
-      b += double(g[s]) * (double(p[s]) - m) * is;
-    }
+    accumulate_lanes(S, a, [g](std::int64_t s) { return double(g[s]); });
+    accumulate_lanes(S, b, [p, g, m, is](std::int64_t s) { return double(g[s]) * (double(p[s]) - m) * is; });
   }
-  sum_dy = a, sum_dy_xhat = b;
+  sum_dy = add_lanes(a), sum_dy_xhat = add_lanes(b);
 }
 
 // Channel c's dx = scale (dy - mean_dy - xhat mean_dy_xhat).
@@ -113,15 +135,13 @@ template <typename T>
 void batchnorm_sums(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, double* sum, double* sum_squares) {
 #pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
   for (std::int64_t c = 0; c < C; ++c) {
-    double a = 0, b = 0;
+    double a[detail::batchnorm_lanes] = {}, b[detail::batchnorm_lanes] = {};
     for (std::int64_t n = 0; n < N; ++n) {
       const T* p = x + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) {
-        a += double(p[s]);
-        b += double(p[s]) * double(p[s]);
-      }
+      detail::accumulate_lanes(S, a, [p](std::int64_t s) { return double(p[s]); });
+      detail::accumulate_lanes(S, b, [p](std::int64_t s) { return double(p[s]) * double(p[s]); });
     }
-    sum[c] = a, sum_squares[c] = b;
+    sum[c] = detail::add_lanes(a), sum_squares[c] = detail::add_lanes(b);
   }
 }
 
