@@ -80,10 +80,7 @@ inline void pack_flipped_weights(const float* weight, int C_out, int C, int K, f
                                    : 0.0f;
 }
 
-// Tiles keep their accumulators in named variables, not an array: g++ 12 keeps an array of
-// registers on the stack and stores it back on every iteration, which halved the speed. The rows a
-// tile does not have are discarded by `if constexpr`.
-#define HEADNET_FOR_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+// Register tiles: simd/register_tile.hpp (named accumulators, HEADNET_DISPATCH_ROWS).
 static_assert(tile_rows <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 
 // y_ext[j][p0, p0 + 2W) for the CB output channels of one block; `w` is that block's packed weights.
@@ -115,23 +112,6 @@ inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int6
   HEADNET_FOR_ROWS(HEADNET_STORE)
 #undef HEADNET_STORE
 }
-
-// Runs TILE<cb>(args...) for a run-time cb in 1..tile_rows.
-#define HEADNET_DISPATCH_ROWS(TILE, cb, ...)                                            \
-  switch (cb) {                                                                         \
-    case 1: TILE<1>(__VA_ARGS__); break;                                                \
-    case 2: TILE<2>(__VA_ARGS__); break;                                                \
-    case 3: TILE<3>(__VA_ARGS__); break;                                                \
-    case 4: TILE<4>(__VA_ARGS__); break;                                                \
-    case 5: TILE<5>(__VA_ARGS__); break;                                                \
-    case 6: TILE<(tile_rows > 6 ? 6 : tile_rows)>(__VA_ARGS__); break;                  \
-    case 7: TILE<(tile_rows > 7 ? 7 : tile_rows)>(__VA_ARGS__); break;                  \
-    case 8: TILE<(tile_rows > 8 ? 8 : tile_rows)>(__VA_ARGS__); break;                  \
-    case 9: TILE<(tile_rows > 9 ? 9 : tile_rows)>(__VA_ARGS__); break;                  \
-    case 10: TILE<(tile_rows > 10 ? 10 : tile_rows)>(__VA_ARGS__); break;               \
-    case 11: TILE<(tile_rows > 11 ? 11 : tile_rows)>(__VA_ARGS__); break;               \
-    default: TILE<tile_rows>(__VA_ARGS__); break;                                       \
-  }
 
 // y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image, then max(y, 0)
 // if relu (NaN stays NaN, as in kernels/relu.hpp). y_ext: scratch of forward_channels *
@@ -667,9 +647,6 @@ inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, i
       std::memcpy(dx + (std::int64_t(c) * H + h) * Wd, dxp + c * plane + std::int64_t(h + pad) * in.width + pad,
                   sizeof(float) * std::size_t(Wd));
 }
-
-#undef HEADNET_DISPATCH_ROWS
-#undef HEADNET_FOR_ROWS
 
 // Whether the input gradient scatters (above) rather than gathers (the "full" convolution): the
 // scatter visits C*K*K rows x grad_length pixels x C_out, the gather C x the extended length of dy

@@ -18,6 +18,39 @@ constexpr int lanes_per_tile = 2 * W;      ///< tiles (lanes) per register tile
 
 using reg = typename V::reg;
 
+static_assert(rows_per_block <= 12, "HEADNET_FOR_ROWS covers 12 rows");
+
+// M[j][0, 2W) for the CB rows of one block (CB < R only in the last block of C_out); u is that
+// block's packed weights, v the first of C_in rows of V. Accumulators in named variables and the
+// two loaded vectors pinned (simd/register_tile.hpp, simd/vec.hpp): with an array, g++ 12 stored
+// all 12 AVX2 accumulators to the stack on every input channel.
+template <int CB>
+inline void products_tile(const float* u, const float* v, int C_in, std::int64_t ldv, float* out, std::int64_t ldm) {
+#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int ci = 0; ci < C_in; ++ci, v += ldv, u += rows_per_block) {
+    reg v0 = V::loadu(v), v1 = V::loadu(v + W);
+    V::pin(v0);
+    V::pin(v1);
+#define HEADNET_FMA(j)                       \
+  if constexpr (CB > j) {                    \
+    const reg w = V::broadcast(u + j);       \
+    acc##j##0 = V::fma(w, v0, acc##j##0);    \
+    acc##j##1 = V::fma(w, v1, acc##j##1);    \
+  }
+    HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+#define HEADNET_STORE(j)                        \
+  if constexpr (CB > j) {                       \
+    V::storeu(out + j * ldm, acc##j##0);        \
+    V::storeu(out + j * ldm + W, acc##j##1);    \
+  }
+  HEADNET_FOR_ROWS(HEADNET_STORE)
+#undef HEADNET_STORE
+}
+
 /// M[co][lane] = sum_ci U[co][ci] V[ci][lane] for co < C_out and every lane below `lanes` rounded up
 /// to lanes_per_tile (the rows of V and M must hold that many). U packed as above, ldv / ldm the
 /// row strides of V and M.
@@ -27,24 +60,9 @@ inline void products(const float* U, const float* Vt, float* M, int C_out, int C
   for (int block = 0; block * R < C_out; ++block) {
     const float* u_block = U + std::int64_t(block) * R * C_in;
     const int rows = std::min(R, C_out - block * R);
+    float* out = M + std::int64_t(block) * R * ldm;
     for (int l0 = 0; l0 < lanes; l0 += lanes_per_tile) {
-      reg acc0[R], acc1[R];
-      for (int r = 0; r < R; ++r) acc0[r] = acc1[r] = V::zero();
-      const float* v = Vt + l0;
-      const float* u = u_block;
-      for (int ci = 0; ci < C_in; ++ci, v += ldv, u += R) {
-        const reg v0 = V::loadu(v), v1 = V::loadu(v + W);
-        for (int r = 0; r < R; ++r) {
-          const reg w = V::broadcast(u + r);
-          acc0[r] = V::fma(w, v0, acc0[r]);
-          acc1[r] = V::fma(w, v1, acc1[r]);
-        }
-      }
-      float* out = M + std::int64_t(block) * R * ldm + l0;
-      for (int r = 0; r < rows; ++r) {
-        V::storeu(out + r * ldm, acc0[r]);
-        V::storeu(out + r * ldm + W, acc1[r]);
-      }
+      HEADNET_DISPATCH_ROWS(products_tile, rows, u_block, Vt + l0, C_in, ldv, out + l0, ldm)
     }
   }
 }

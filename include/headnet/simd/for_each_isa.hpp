@@ -15,6 +15,7 @@
 //
 // (No include guard: included once per kernel source. It undefines both macros.)
 #include "headnet/simd/isa.hpp"
+#include "headnet/simd/register_tile.hpp"
 #include "headnet/simd/vec.hpp"
 
 #ifndef HEADNET_DOXYGEN

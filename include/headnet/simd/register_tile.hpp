@@ -1,0 +1,29 @@
+// headnet/simd/register_tile.hpp: the two macros that register tiles are written with, in the
+// kernel sources compiled once per instruction set (kernels/conv2d_direct_impl.hpp,
+// kernels/conv2d_winograd_impl.hpp), where `V` is the vector type of simd/vec.hpp.
+//
+// A tile keeps its accumulators in named variables (acc00, acc01, acc10, ...), not in an array:
+// g++ 12 keeps an array of registers on the stack and stores it back on every iteration (seen in
+// the direct kernels, which it halved, and in the AVX2 Winograd products: 12 stores per 12 FMAs).
+// HEADNET_FOR_ROWS(M) expands M(0) ... M(11); a tile with CB rows discards the rest with
+// `if constexpr (CB > j)`. HEADNET_DISPATCH_ROWS(TILE, rows, args...) calls TILE<rows>(args...) for
+// a run-time rows in 1..V::tile_rows, so that a block's last, partial tile is also unrolled.
+#pragma once
+
+#define HEADNET_FOR_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+
+#define HEADNET_DISPATCH_ROWS(TILE, rows, ...)                                          \
+  switch (rows) {                                                                       \
+    case 1: TILE<1>(__VA_ARGS__); break;                                                \
+    case 2: TILE<2>(__VA_ARGS__); break;                                                \
+    case 3: TILE<3>(__VA_ARGS__); break;                                                \
+    case 4: TILE<4>(__VA_ARGS__); break;                                                \
+    case 5: TILE<5>(__VA_ARGS__); break;                                                \
+    case 6: TILE<(V::tile_rows > 6 ? 6 : V::tile_rows)>(__VA_ARGS__); break;            \
+    case 7: TILE<(V::tile_rows > 7 ? 7 : V::tile_rows)>(__VA_ARGS__); break;            \
+    case 8: TILE<(V::tile_rows > 8 ? 8 : V::tile_rows)>(__VA_ARGS__); break;            \
+    case 9: TILE<(V::tile_rows > 9 ? 9 : V::tile_rows)>(__VA_ARGS__); break;            \
+    case 10: TILE<(V::tile_rows > 10 ? 10 : V::tile_rows)>(__VA_ARGS__); break;         \
+    case 11: TILE<(V::tile_rows > 11 ? 11 : V::tile_rows)>(__VA_ARGS__); break;         \
+    default: TILE<V::tile_rows>(__VA_ARGS__); break;                                    \
+  }
