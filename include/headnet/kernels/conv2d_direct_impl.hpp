@@ -87,30 +87,16 @@ static_assert(tile_rows <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 template <int CB>
 inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
                          std::int64_t p0, float* y_ext, std::int64_t ld) {
-#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
-  HEADNET_FOR_ROWS(HEADNET_DECLARE)
-#undef HEADNET_DECLARE
+  HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
   for (std::int64_t t = 0; t < R; ++t, w += forward_channels) {
     const float* src = xp + offsets[t] + p0;
     reg x0 = V::loadu(src), x1 = V::loadu(src + W);
     V::pin(x0);
     V::pin(x1);
-#define HEADNET_FMA(j)                        \
-  if constexpr (CB > j) {                     \
-    const reg wj = V::broadcast(w + j);       \
-    acc##j##0 = V::fma(wj, x0, acc##j##0);    \
-    acc##j##1 = V::fma(wj, x1, acc##j##1);    \
+    HEADNET_FOR_ROWS(HEADNET_TILE_FMA_ROW)
   }
-    HEADNET_FOR_ROWS(HEADNET_FMA)
-#undef HEADNET_FMA
-  }
-#define HEADNET_STORE(j)                             \
-  if constexpr (CB > j) {                            \
-    V::storeu(y_ext + j * ld + p0, acc##j##0);       \
-    V::storeu(y_ext + j * ld + p0 + W, acc##j##1);   \
-  }
-  HEADNET_FOR_ROWS(HEADNET_STORE)
-#undef HEADNET_STORE
+  float* out = y_ext + p0;
+  HEADNET_FOR_ROWS(HEADNET_TILE_STORE_ROW)
 }
 
 // y (C_out, H_out, W_out) = conv(xp, packed weights) + bias, for one padded image, then max(y, 0)
@@ -598,22 +584,13 @@ inline void pack_scatter_weights(const float* weight, int C_out, int C, int K, f
 template <int CB>
 inline void scatter_tile(const float* dy_ext, std::int64_t ld, int C_out, const float* w, std::int64_t p0, float* dxp,
                          std::int64_t plane) {
-#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
-  HEADNET_FOR_ROWS(HEADNET_DECLARE)
-#undef HEADNET_DECLARE
+  HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
   const float* d = dy_ext + p0;
   for (int co = 0; co < C_out; ++co, w += forward_channels, d += ld) {
-    reg d0 = V::load(d), d1 = V::load(d + W);
-    V::pin(d0);
-    V::pin(d1);
-#define HEADNET_FMA(j)                        \
-  if constexpr (CB > j) {                     \
-    const reg wj = V::broadcast(w + j);       \
-    acc##j##0 = V::fma(wj, d0, acc##j##0);    \
-    acc##j##1 = V::fma(wj, d1, acc##j##1);    \
-  }
-    HEADNET_FOR_ROWS(HEADNET_FMA)
-#undef HEADNET_FMA
+    reg x0 = V::load(d), x1 = V::load(d + W);
+    V::pin(x0);
+    V::pin(x1);
+    HEADNET_FOR_ROWS(HEADNET_TILE_FMA_ROW)
   }
 #define HEADNET_ADD(j)                                                  \
   if constexpr (CB > j) {                                               \

@@ -20,35 +20,20 @@ using reg = typename V::reg;
 
 static_assert(rows_per_block <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 
-// M[j][0, 2W) for the CB rows of one block (CB < R only in the last block of C_out); u is that
+// M[j][0, 2W) for the CB rows of one block (CB < R only in the last block of C_out); w is that
 // block's packed weights, v the first of C_in rows of V. Accumulators in named variables and the
 // two loaded vectors pinned (simd/register_tile.hpp, simd/vec.hpp): with an array, g++ 12 stored
 // all 12 AVX2 accumulators to the stack on every input channel.
 template <int CB>
-inline void products_tile(const float* u, const float* v, int C_in, std::int64_t ldv, float* out, std::int64_t ldm) {
-#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
-  HEADNET_FOR_ROWS(HEADNET_DECLARE)
-#undef HEADNET_DECLARE
-  for (int ci = 0; ci < C_in; ++ci, v += ldv, u += rows_per_block) {
-    reg v0 = V::loadu(v), v1 = V::loadu(v + W);
-    V::pin(v0);
-    V::pin(v1);
-#define HEADNET_FMA(j)                       \
-  if constexpr (CB > j) {                    \
-    const reg w = V::broadcast(u + j);       \
-    acc##j##0 = V::fma(w, v0, acc##j##0);    \
-    acc##j##1 = V::fma(w, v1, acc##j##1);    \
+inline void products_tile(const float* w, const float* v, int C_in, std::int64_t ldv, float* out, std::int64_t ld) {
+  HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
+  for (int ci = 0; ci < C_in; ++ci, v += ldv, w += rows_per_block) {
+    reg x0 = V::loadu(v), x1 = V::loadu(v + W);
+    V::pin(x0);
+    V::pin(x1);
+    HEADNET_FOR_ROWS(HEADNET_TILE_FMA_ROW)
   }
-    HEADNET_FOR_ROWS(HEADNET_FMA)
-#undef HEADNET_FMA
-  }
-#define HEADNET_STORE(j)                        \
-  if constexpr (CB > j) {                       \
-    V::storeu(out + j * ldm, acc##j##0);        \
-    V::storeu(out + j * ldm + W, acc##j##1);    \
-  }
-  HEADNET_FOR_ROWS(HEADNET_STORE)
-#undef HEADNET_STORE
+  HEADNET_FOR_ROWS(HEADNET_TILE_STORE_ROW)
 }
 
 /// M[co][lane] = sum_ci U[co][ci] V[ci][lane] for co < C_out and every lane below `lanes` rounded up

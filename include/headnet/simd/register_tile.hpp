@@ -12,6 +12,24 @@
 
 #define HEADNET_FOR_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 
+// The common tile: CB rows x 2 registers, row j the broadcast w[j] times the two loaded vectors
+// x0, x1 (the names the tile's code gives them), written to out + j * ld.
+//   HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)   declares acc<j>0 = acc<j>1 = 0 for every j
+//   HEADNET_FOR_ROWS(HEADNET_TILE_FMA_ROW)    acc<j>0 += w[j] x0, acc<j>1 += w[j] x1 for j < CB
+//   HEADNET_FOR_ROWS(HEADNET_TILE_STORE_ROW)  out[j * ld, + 2W) = acc<j>0, acc<j>1 for j < CB
+#define HEADNET_TILE_ZERO_ROW(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+#define HEADNET_TILE_FMA_ROW(j)            \
+  if constexpr (CB > j) {                  \
+    const reg wj = V::broadcast(w + j);    \
+    acc##j##0 = V::fma(wj, x0, acc##j##0); \
+    acc##j##1 = V::fma(wj, x1, acc##j##1); \
+  }
+#define HEADNET_TILE_STORE_ROW(j)           \
+  if constexpr (CB > j) {                   \
+    V::storeu(out + j * ld, acc##j##0);     \
+    V::storeu(out + j * ld + W, acc##j##1); \
+  }
+
 #define HEADNET_DISPATCH_ROWS(TILE, rows, ...)                                          \
   switch (rows) {                                                                       \
     case 1: TILE<1>(__VA_ARGS__); break;                                                \
