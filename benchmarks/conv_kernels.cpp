@@ -6,7 +6,9 @@
 //   forward           im2col + GEMM + bias
 //   backward_input    GEMM + col2im (dx only)
 //   backward_weight   im2col + GEMM (dW and db only)
-// and MaxPool2d 2x2 forward and backward on the pooled layers. GFLOP/s counts
+// and MaxPool2d 2x2 forward and backward on the pooled layers; and the fast recipe's BatchNorm2d ->
+// GELU pairs (batchnorm_gelu_forward|backward/<C>x<H>x<W>/<batch>/<fused>), with the GELU fused
+// into the BatchNorm (1, what Sequential does) or as its own layer (0), in G elements/s. GFLOP/s counts
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
@@ -216,7 +218,56 @@ void BM_maxpool_backward(benchmark::State& state, ConvShape s) {
   state.counters["GB/s written"] = benchmark::Counter(double(f.dy.size()) * 4e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The fast recipe's norm -> act pairs (models/airbench.hpp), fused or apart, training mode.
+struct NormShape {
+  const char* name;
+  int channels, height, width;
+};
+const NormShape norm_shapes[] = {{"64x15x15", 64, 15, 15}, {"256x7x7", 256, 7, 7}, {"256x3x3", 256, 3, 3}};
+
+struct NormFixture {
+  Sequential<float> net;
+  Tensor<float> x, dz;
+  NormFixture(const NormShape& s, int n, bool fused) {
+    net.set_fusion(fused);
+    net.add("norm", BatchNorm2d<float>(s.channels, 1e-12, 0.4));
+    net.add("act", GELU<float>());
+    net.set_needs_input_grad(true);
+    x = Tensor<float>({n, s.channels, s.height, s.width});
+    dz = Tensor<float>(x.shape());
+    Generator gen(7);
+    for (float& v : x) v = float(gen.uniform(-2, 2));
+    for (float& v : dz) v = float(gen.uniform(-1, 1));
+    net.forward(x);
+    net.backward(dz);  // buffers sized before timing
+  }
+};
+
+void BM_batchnorm_gelu_forward(benchmark::State& state, NormShape s) {
+  NormFixture f(s, int(state.range(0)), state.range(1) != 0);
+  for (auto _ : state) {
+    f.net.forward(f.x);
+    benchmark::ClobberMemory();
+  }
+  state.counters["Gelem/s"] = benchmark::Counter(double(f.x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_batchnorm_gelu_backward(benchmark::State& state, NormShape s) {
+  NormFixture f(s, int(state.range(0)), state.range(1) != 0);
+  for (auto _ : state) {
+    f.net.backward(f.dz);
+    benchmark::ClobberMemory();
+  }
+  state.counters["Gelem/s"] = benchmark::Counter(double(f.x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 const int registered = [] {
+  for (const auto& s : norm_shapes) {
+    const std::string n = s.name;
+    for (auto* b : {benchmark::RegisterBenchmark(("batchnorm_gelu_forward/" + n).c_str(), BM_batchnorm_gelu_forward, s),
+                    benchmark::RegisterBenchmark(("batchnorm_gelu_backward/" + n).c_str(), BM_batchnorm_gelu_backward, s)})
+      b->ArgsProduct({{256, 1024}, {0, 1}})->ArgNames({"", "fused"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+  }
   for (const auto& s : shapes) {
     const std::string n = s.name;
     for (auto* b : {benchmark::RegisterBenchmark(("im2col/" + n).c_str(), BM_im2col, s),

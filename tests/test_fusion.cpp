@@ -12,6 +12,8 @@
 
 #include <headnet/headnet.hpp>
 
+#include "gradient_check.hpp"
+
 using namespace headnet;
 
 namespace {
@@ -137,4 +139,146 @@ TEST_CASE("Sequential fuses a ReLU after a Conv2d and computes the same network"
   CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).activation() == kernels::ConvActivation::none);
   fused.set_fusion(true);
   CHECK(fused.is_fused(4));
+}
+
+namespace {
+
+// BatchNorm (1d or 2d) followed by an activation, fused or apart, parameters and buffers from `seed`.
+Sequential<float> batchnorm_then(const std::string& activation, int rank, int features, bool fusion, std::uint64_t seed) {
+  Sequential<float> net;
+  net.set_fusion(fusion);
+  if (rank == 4)
+    net.add("norm", BatchNorm2d<float>(features, 1e-5, 0.4));
+  else
+    net.add("norm", BatchNorm1d<float>(features, 1e-5, 0.4));
+  if (activation == "relu")
+    net.add("act", ReLU<float>());
+  else
+    net.add("act", GELU<float>(activation == "gelu_tanh" ? "tanh" : "none"));
+  Generator gen(seed);
+  for (auto& p : net.parameters())
+    for (float& v : p.value) v = float(p.name == "norm.weight" ? gen.uniform(0.5, 1.5) : gen.uniform(-0.5, 0.5));
+  for (auto& b : net.buffers())
+    if (!b.integer)
+      for (float& v : b.value) v = float(b.name == "norm.running_var" ? gen.uniform(0.5, 1.5) : gen.uniform(-0.5, 0.5));
+  return net;
+}
+
+}  // namespace
+
+TEST_CASE("A GELU or ReLU fused into the BatchNorm before it computes the two layers apart", "[batchnorm][fusion]") {
+  const Shape shapes[] = {{3, 5, 7, 9}, {2, 4, 15, 15}, {1, 3, 3, 5}, {6, 4}, {3, 2, 7}};
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const Shape& shape : shapes) {
+      for (const std::string activation : {"gelu", "gelu_tanh", "relu"}) {
+        for (bool eval : {false, true}) {
+          for (bool want_dx : {true, false}) {
+            for (int variant : {0, 1, 2}) {  // 1: the fast recipe's frozen weight; 2: SyncBatchNorm's code path
+              const bool frozen_weight = variant == 1, synced = variant == 2;
+              std::ostringstream what;
+              what << "BatchNorm on " << shape.str() << " then " << activation << (eval ? ", eval" : ", train")
+                   << ", dx " << want_dx << (frozen_weight ? ", frozen weight" : "") << (synced ? ", synced" : "")
+                   << ", " << threads << " threads";
+              INFO(what.str());
+              const int rank = shape.rank(), features = int(shape[1]);
+              const std::uint64_t seed = std::uint64_t(shape.numel() * 7 + rank);
+              Sequential<float> fused = batchnorm_then(activation, rank, features, true, seed);
+              Sequential<float> apart = batchnorm_then(activation, rank, features, false, seed);
+              REQUIRE(fused.is_fused(1));
+              REQUIRE_FALSE(apart.is_fused(1));
+              for (auto* net : {&fused, &apart}) {
+                net->set_needs_input_grad(want_dx);
+                if (eval) net->eval();
+                if (frozen_weight) (*net)[0].set_requires_grad("weight", false);
+                // One process: the sum over processes is the identity, but the sums take the synced path.
+                if (synced) dynamic_cast<BatchNorm<float>&>((*net)[0]).set_statistics_reducer([](double*, std::size_t) {});
+              }
+              Generator gen(seed + 1);
+              Tensor<float> x(shape), dz(shape);
+              for (float& v : x) v = float(gen.uniform(-2, 3));
+              for (float& v : dz) v = float(gen.uniform(-1, 1));
+              for (int step = 0; step < 2; ++step) {  // twice: buffers reused, gradients accumulated
+                const Tensor<float> zf = fused.forward(x), za = apart.forward(x);
+                CHECK(max_relative_difference(std::vector<float>(zf.begin(), zf.end()),
+                                              std::vector<float>(za.begin(), za.end())) < 1e-6);
+                if (activation == "relu") {  // about half the outputs clipped: a missing mask would show
+                  std::int64_t clipped = 0;
+                  for (float v : zf) clipped += v == 0.0f;
+                  CHECK(clipped > zf.numel() / 5);
+                  CHECK(clipped < 4 * zf.numel() / 5);
+                }
+                const Tensor<float> dxf = fused.backward(dz), dxa = apart.backward(dz);
+                REQUIRE(dxf.shape() == dxa.shape());
+                if (want_dx) REQUIRE(dxf.shape() == x.shape());
+                if (want_dx)
+                  CHECK(max_relative_difference(std::vector<float>(dxf.begin(), dxf.end()),
+                                                std::vector<float>(dxa.begin(), dxa.end())) < 1e-5);
+              }
+              auto pf = fused.parameters(), pa = apart.parameters();
+              REQUIRE(pf.size() == pa.size());
+              for (std::size_t k = 0; k < pf.size(); ++k) {
+                INFO(pf[k].name);
+                if (frozen_weight && pf[k].name == "norm.weight") {
+                  for (float v : pf[k].grad) CHECK(v == 0.0f);
+                  continue;
+                }
+                CHECK(max_relative_difference(std::vector<float>(pf[k].grad.begin(), pf[k].grad.end()),
+                                              std::vector<float>(pa[k].grad.begin(), pa[k].grad.end())) < 1e-5);
+              }
+              auto bf = fused.buffers(), ba = apart.buffers();
+              REQUIRE(bf.size() == ba.size());
+              for (std::size_t k = 0; k < bf.size(); ++k)
+                for (std::int64_t i = 0; i < bf[k].value.numel(); ++i) CHECK(bf[k].value.data()[i] == ba[k].value.data()[i]);
+            }
+          }
+        }
+      }
+    }
+  }
+  set_num_threads(2);
+}
+
+TEST_CASE("BatchNorm with a fused GELU or ReLU matches finite differences", "[gradient][batchnorm][fusion]") {
+  struct Row {
+    Shape shape;
+    const char* activation;
+    bool eval;
+  };
+  const Row table[] = {
+      {{3, 4, 5, 6}, "gelu", false}, {{2, 3, 7, 7}, "gelu_tanh", false}, {{2, 3, 5, 5}, "relu", false},
+      {{2, 3, 5, 5}, "gelu", true},  {{5, 4}, "gelu", false},            {{3, 2, 7}, "relu", true},
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& row : table) {
+      Sequential<double> net;
+      if (row.shape.rank() == 4)
+        net.add("norm", BatchNorm2d<double>(int(row.shape[1])));
+      else
+        net.add("norm", BatchNorm1d<double>(int(row.shape[1])));
+      if (std::string(row.activation) == "relu")
+        net.add("act", ReLU<double>());
+      else
+        net.add("act", GELU<double>(std::string(row.activation) == "gelu_tanh" ? "tanh" : "none"));
+      REQUIRE(net.is_fused(1));
+      net.set_needs_input_grad(true);
+      Generator gen(std::uint64_t(row.shape.numel()) * 3 + row.eval);
+      for (auto& p : net.parameters())
+        for (double& v : p.value) v = gen.uniform(0.5, 1.5);
+      for (auto& b : net.buffers())
+        if (!b.integer)
+          for (double& v : b.value) v = gen.uniform(0.5, 1.5);
+      if (row.eval) net.eval();
+      std::ostringstream what;
+      what << "BatchNorm on " << row.shape.str() << " then " << row.activation << (row.eval ? ", eval" : ", train")
+           << ", " << threads << " threads";
+      INFO(what.str());
+      const auto report = headnet_test::check_gradients(net, headnet_test::random_tensor(row.shape, gen, -2, 3), gen);
+      INFO("worst relative error " << report.worst_error << " in " << report.worst_name);
+      CHECK_FALSE(report.some_gradient_all_zero);
+      CHECK(report.worst_error < 1e-6);
+    }
+  }
+  set_num_threads(2);
 }

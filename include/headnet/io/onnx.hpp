@@ -118,8 +118,9 @@ class OnnxWriter {
     if (auto* seq = dynamic_cast<Sequential<T>*>(&layer)) {
       std::string h = x;
       for (std::size_t i = 0; i < seq->size(); ++i) {
-        // A ReLU fused into the Conv2d before it is written by that Conv2d (conv2d.hpp).
-        if (seq->is_fused(i)) continue;
+        // A ReLU fused into the Conv2d before it is written by that Conv2d (below); an activation
+        // fused into a BatchNorm is written as its own node.
+        if (seq->is_fused(i) && dynamic_cast<Conv2d<T>*>(&(*seq)[i - 1])) continue;
         h = emit((*seq)[i], join(path, seq->name(i)), h, shape);
       }
       return h;

@@ -8,6 +8,11 @@
 //   backward    xhat = (x - mean) * invstd;  grad_gamma += sum dy * xhat;  grad_beta += sum dy;
 //               with batch statistics (training): dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
 //               with fixed statistics (eval):     dx = gamma * invstd * dy
+// Fused with the activation that follows (GELU, ReLU: an op of kernels/activations.hpp or relu.hpp
+// whose derivative needs only its input y):
+//   forward     z = f(y), y as above, never stored
+//   backward    g = dz f'(y), y recomputed from x; then the backward above with dy = g, the sums
+//               taken in the same sweep that forms g, and dx written over g
 // Sums are accumulated in double, in 8 interleaved partial sums per channel (lane l takes the
 // elements l, l + 8, ... of each image's plane, added up in a fixed order at the end): one running
 // sum would wait on the adder's latency at every element, and the compiler may not reorder a
@@ -82,6 +87,29 @@ void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T
   }
 }
 
+/// Planes (H x W) smaller than this take the fused normalisation + activation apart after all
+/// (normalize, then the activation over the whole tensor): the fused loops run per plane, and on
+/// 3x3 planes their short vector loops cost more than the pass over memory they save (measured:
+/// `headnet-conv-kernels --benchmark_filter=batchnorm_gelu`, docs/benchmarks.md).
+constexpr std::int64_t batchnorm_fused_min_plane = 32;
+
+/// z = f((x - mean) * invstd * gamma + beta): the normalisation and the activation `op` after it,
+/// in one pass (y is never written).
+template <typename T, typename Op>
+void batchnorm_normalize(const Op& op, std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* mean,
+                         const T* invstd, const T* gamma, const T* beta, T* z) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t n = 0; n < N; ++n) {
+    for (std::int64_t c = 0; c < C; ++c) {
+      const T scale = invstd[c] * (gamma ? gamma[c] : T(1));
+      const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
+      const T* p = x + (n * C + c) * S;
+      T* q = z + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) q[s] = op.value(p[s] * scale + shift);
+    }
+  }
+}
+
 namespace detail {
 // Channel c's sum dy and sum dy xhat, xhat = (x - m) is.
 template <typename T>
@@ -126,6 +154,55 @@ void batchnorm_backward(std::int64_t N, std::int64_t C, std::int64_t S, const T*
     const double scale = (gamma ? double(gamma[c]) : 1.0) * is;
     detail::channel_input_gradient(N, C, S, c, x, dy, m, is, scale, batch_statistics ? sum_dy / M : 0.0,
                                    batch_statistics ? sum_dy_xhat / M : 0.0, dx);
+  }
+}
+
+/// The backward of z = f(batchnorm(x)): g = dz f'(y) with y recomputed from x as the forward formed
+/// it, then batchnorm_backward's sums and dx from g. g is written to `scratch` (N, C, S), and dx,
+/// if wanted, over it: pass dx == scratch, or dx null to keep only the parameter gradients.
+/// Per channel, one sweep forms g and its two sums while an image's plane is in cache, a second
+/// writes dx.
+template <typename T, typename Op>
+void batchnorm_backward(const Op& op, std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* dz,
+                        const T* mean, const T* invstd, const T* gamma, const T* beta, bool batch_statistics,
+                        T* scratch, T* dx, T* grad_gamma, T* grad_beta) {
+  const double M = double(N * S);
+#pragma omp parallel for schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t c = 0; c < C; ++c) {
+    const T scale = invstd[c] * (gamma ? gamma[c] : T(1));
+    const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
+    const double m = double(mean[c]), is = double(invstd[c]);
+    double a[detail::batchnorm_lanes] = {}, b[detail::batchnorm_lanes] = {};
+    for (std::int64_t n = 0; n < N; ++n) {
+      const T* p = x + (n * C + c) * S;
+      const T* gz = dz + (n * C + c) * S;
+      T* g = scratch + (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) g[s] = gz[s] * op.derivative(p[s] * scale + shift, T(0));
+      detail::accumulate_lanes(S, a, [g](std::int64_t s) { return double(g[s]); });
+      detail::accumulate_lanes(S, b, [p, g, m, is](std::int64_t s) { return double(g[s]) * (double(p[s]) - m) * is; });
+    }
+    const double sum_dy = detail::add_lanes(a), sum_dy_xhat = detail::add_lanes(b);
+    if (grad_gamma) grad_gamma[c] += T(sum_dy_xhat);
+    if (grad_beta) grad_beta[c] += T(sum_dy);
+    if (!dx) continue;
+    detail::channel_input_gradient(N, C, S, c, x, scratch, m, is, (gamma ? double(gamma[c]) : 1.0) * is,
+                                   batch_statistics ? sum_dy / M : 0.0, batch_statistics ? sum_dy_xhat / M : 0.0, dx);
+  }
+}
+
+/// Only g = dz f'(y) of the fused backward above, for SyncBatchNorm, whose sums are added up over
+/// the processes before dx is formed.
+template <typename T, typename Op>
+void batchnorm_activation_gradient(const Op& op, std::int64_t N, std::int64_t C, std::int64_t S, const T* x,
+                                   const T* dz, const T* mean, const T* invstd, const T* gamma, const T* beta, T* g) {
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > batchnorm_parallel_threshold)
+  for (std::int64_t n = 0; n < N; ++n) {
+    for (std::int64_t c = 0; c < C; ++c) {
+      const T scale = invstd[c] * (gamma ? gamma[c] : T(1));
+      const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
+      const std::int64_t at = (n * C + c) * S;
+      for (std::int64_t s = 0; s < S; ++s) g[at + s] = dz[at + s] * op.derivative(x[at + s] * scale + shift, T(0));
+    }
   }
 }
 

@@ -12,6 +12,21 @@ namespace kernels {
 /// Below this many elements a parallel region costs more than it saves.
 constexpr std::int64_t relu_parallel_threshold = std::int64_t(1) << 17;
 
+/// ReLU as an element-wise op (value and derivative, as the ops of kernels/activations.hpp), for
+/// layers that apply it inside their own loops (BatchNorm fused with a ReLU).
+struct ReLUOp {
+  /// max(x, 0); NaN stays NaN.
+  template <typename T>
+  T value(T x) const {
+    return x < T(0) ? T(0) : x;
+  }
+  /// 1 where x > 0, else 0 (the mask relu_backward reads from y > 0).
+  template <typename T>
+  T derivative(T x, T) const {
+    return x > T(0) ? T(1) : T(0);
+  }
+};
+
 /// y = max(x, 0) over n elements.
 template <typename T>
 void relu_forward(std::int64_t n, const T* x, T* y) {

@@ -9,6 +9,10 @@
 //   num_batches_tracked += 1
 // Eval mode uses running_mean and running_var. weight: ones, bias: zeros (affine = true); either
 // can be frozen on its own (set_requires_grad("bias", false)), and its gradient is then skipped.
+// Fusion: Sequential hands a GELU or ReLU that follows to the layer (fuse_next), which then writes
+// z = f(y) without storing y, and in backward forms dz f'(y) from x in the sweep that takes the
+// parameter gradients' sums (kernels/batchnorm.hpp); same results as the two layers apart
+// (tests/test_fusion.cpp).
 // The arithmetic is in kernels/batchnorm.hpp.
 #pragma once
 
@@ -19,7 +23,10 @@
 #include <vector>
 
 #include "headnet/kernels/batchnorm.hpp"
+#include "headnet/kernels/relu.hpp"
+#include "headnet/layers/activations.hpp"
 #include "headnet/layers/layer.hpp"
+#include "headnet/layers/relu.hpp"
 
 namespace headnet {
 
@@ -87,44 +94,88 @@ class BatchNorm : public Layer<T> {
         invstd_.data()[c] = T(1) / std::sqrt(running_var_.data()[c] + T(eps_));
       }
     }
-    kernels::batchnorm_normalize(N, C, S, x.data(), mean_.data(), invstd_.data(), affine_ ? weight_.data() : nullptr,
-                                 affine_ ? bias_.data() : nullptr, output_.data());
+    const T* gamma = affine_ ? weight_.data() : nullptr;
+    const T* beta = affine_ ? bias_.data() : nullptr;
+    if (activation_ == Fused::none) {
+      kernels::batchnorm_normalize(N, C, S, x.data(), mean_.data(), invstd_.data(), gamma, beta, output_.data());
+    } else if (S >= kernels::batchnorm_fused_min_plane) {
+      with_activation([&](const auto& op) {
+        kernels::batchnorm_normalize(op, N, C, S, x.data(), mean_.data(), invstd_.data(), gamma, beta, output_.data());
+      });
+    } else {  // small planes: y kept, the activation over the whole tensor (kernels/batchnorm.hpp)
+      normalized_.resize(x.shape());
+      kernels::batchnorm_normalize(N, C, S, x.data(), mean_.data(), invstd_.data(), gamma, beta, normalized_.data());
+      with_activation([&](const auto& op) { kernels::activation_forward(op, x.numel(), normalized_.data(), output_.data()); });
+    }
     return output_;
   }
 
   /// xhat = (x - mean) invstd;  grad_weight += sum dy xhat;  grad_bias += sum dy;
   /// dx = weight invstd (dy - mean(dy) - xhat mean(dy xhat)) with batch statistics, weight invstd dy without
-  Tensor<T> backward(const Tensor<T>& dy) override {
-    this->check_grad_output(output_.shape(), dy);
+  /// (with a fused activation f, dy = dz f'(y) is formed here first)
+  Tensor<T> backward(const Tensor<T>& dz) override {
+    this->check_grad_output(output_.shape(), dz);
     const std::int64_t N = input_.size(0), C = num_features_, S = input_.numel() / (N ? N * C : 1);
-    T* dx = nullptr;
-    if (this->needs_input_grad_) {
-      grad_input_.resize(input_.shape());
-      dx = grad_input_.data();
+    const T* gamma = affine_ ? weight_.data() : nullptr;
+    const T* beta = affine_ ? bias_.data() : nullptr;
+    T* grad_gamma = affine_ && this->requires_grad("weight") ? grad_weight_.data() : nullptr;
+    T* grad_beta = affine_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr;
+    const bool synced = synced_count_ > 0 && batch_statistics_;
+    // A fused activation's gradient dz f'(y) lives in grad_input_, and dx is written over it.
+    if (this->needs_input_grad_ || activation_ != Fused::none) grad_input_.resize(input_.shape());
+    T* dx = this->needs_input_grad_ ? grad_input_.data() : nullptr;
+    const T* dy = dz.data();
+    if (activation_ != Fused::none) {
+      T* g = grad_input_.data();
+      const bool whole = S >= kernels::batchnorm_fused_min_plane;  // else y was kept (forward)
+      if (whole && !synced) {
+        with_activation([&](const auto& op) {
+          kernels::batchnorm_backward(op, N, C, S, input_.data(), dz.data(), mean_.data(), invstd_.data(), gamma, beta,
+                                      batch_statistics_, g, dx, grad_gamma, grad_beta);
+        });
+        return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
+      }
+      with_activation([&](const auto& op) {
+        if (whole)
+          kernels::batchnorm_activation_gradient(op, N, C, S, input_.data(), dz.data(), mean_.data(), invstd_.data(),
+                                                 gamma, beta, g);
+        else
+          kernels::activation_backward(op, dz.numel(), normalized_.data(), output_.data(), dz.data(), g);
+      });
+      dy = g;
     }
-    if (synced_count_ > 0 && batch_statistics_) {
+    if (synced) {
       // SyncBatchNorm: the parameter gradients from this process's sums (the data-parallel wrapper
       // averages them), dx from everyone's.
       sync_.resize(std::size_t(2 * C));
-      kernels::batchnorm_backward_sums(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(), sync_.data(),
+      kernels::batchnorm_backward_sums(N, C, S, input_.data(), dy, mean_.data(), invstd_.data(), sync_.data(),
                                        sync_.data() + C);
       for (std::int64_t c = 0; c < C; ++c) {
-        if (affine_ && this->requires_grad("weight")) grad_weight_.data()[c] += T(sync_[std::size_t(C + c)]);
-        if (affine_ && this->requires_grad("bias")) grad_bias_.data()[c] += T(sync_[std::size_t(c)]);
+        if (grad_gamma) grad_gamma[c] += T(sync_[std::size_t(C + c)]);
+        if (grad_beta) grad_beta[c] += T(sync_[std::size_t(c)]);
       }
       reduce_(sync_.data(), sync_.size());
       if (dx)
-        kernels::batchnorm_backward_input(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(),
-                                          affine_ ? weight_.data() : nullptr, synced_count_, sync_.data(),
-                                          sync_.data() + C, dx);
+        kernels::batchnorm_backward_input(N, C, S, input_.data(), dy, mean_.data(), invstd_.data(), gamma,
+                                          synced_count_, sync_.data(), sync_.data() + C, dx);
       return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
     }
-    kernels::batchnorm_backward(N, C, S, input_.data(), dy.data(), mean_.data(), invstd_.data(),
-                                affine_ ? weight_.data() : nullptr, batch_statistics_, dx,
-                                affine_ && this->requires_grad("weight") ? grad_weight_.data() : nullptr,
-                                affine_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr);
+    kernels::batchnorm_backward(N, C, S, input_.data(), dy, mean_.data(), invstd_.data(), gamma, batch_statistics_, dx,
+                                grad_gamma, grad_beta);
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
+
+  /// Takes a following GELU (either form) or ReLU into the output (see the top of the file).
+  bool fuse_next(const Layer<T>& next) override {
+    if (activation_ != Fused::none) return false;
+    if (dynamic_cast<const ReLU<T>*>(&next)) {
+      activation_ = Fused::relu;
+    } else if (const auto* gelu = dynamic_cast<const GELU<T>*>(&next)) {
+      activation_ = gelu->approximate() == "tanh" ? Fused::gelu_tanh : Fused::gelu;
+    }
+    return activation_ != Fused::none;
+  }
+  void unfuse() override { activation_ = Fused::none; }
 
   std::vector<Parameter<T>> own_parameters() override {
     if (!affine_) return {};
@@ -207,6 +258,19 @@ class BatchNorm : public Layer<T> {
   }
 
  private:
+  // The activation fused into the output: GELU's two forms are separate ops so that each loop is
+  // branch-free and vectorises.
+  enum class Fused { none, relu, gelu, gelu_tanh };
+  template <typename F>
+  void with_activation(F f) const {
+    switch (activation_) {
+      case Fused::relu: f(kernels::ReLUOp()); break;
+      case Fused::gelu: f(kernels::GeluErf()); break;
+      case Fused::gelu_tanh: f(kernels::GeluTanh()); break;
+      case Fused::none: break;
+    }
+  }
+
   static std::string format(double v) {
     char b[32];
     std::snprintf(b, sizeof b, "%g", v);
@@ -221,11 +285,13 @@ class BatchNorm : public Layer<T> {
   bool affine_, track_running_stats_;
   int min_rank_, max_rank_;
   bool batch_statistics_ = true;  // whether the last forward normalised with the batch's statistics
+  Fused activation_ = Fused::none;
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> running_mean_, running_var_, num_batches_tracked_;
   Tensor<T> mean_, var_, invstd_;  // of the last forward, per channel
   Tensor<T> input_;                // handle to the forward input
   Tensor<T> output_, grad_input_;
+  Tensor<T> normalized_;  // y, kept only when a fused activation is applied apart (small planes)
 };
 
 /// BatchNorm over the channels of (N, C, H, W) inputs.

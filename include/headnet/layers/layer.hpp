@@ -289,9 +289,9 @@ class Layer {
 
   /// Fusion, used by Sequential: fuse_next(next) makes this layer compute `next` as part of its own
   /// output (Conv2d takes a following ReLU: y = max(conv(x) + b, 0), one pass over the activations
-  /// instead of three) and says whether it did; Sequential then skips `next`. unfuse() undoes it.
-  /// Only an idempotent `next` may be fused (relu(relu(y)) = relu(y)), so that code walking the
-  /// layers one by one (the trainer's NaN diagnosis) still computes the same values.
+  /// instead of three; BatchNorm a following GELU or ReLU) and says whether it did; Sequential then
+  /// skips `next`, and so must any code that walks a chain's layers itself (Sequential::is_fused:
+  /// the trainer's NaN diagnosis, the ONNX writer). unfuse() undoes it.
   virtual bool fuse_next(const Layer<T>& /*next*/) { return false; }
   /// Undoes fuse_next().
   virtual void unfuse() {}

@@ -12,7 +12,8 @@
 //   calls set_needs_input_grad(false) (models:: factories and the Trainer do), which saves the
 //   first layer's largest product; only the first layer is told, the others must pass dx on.
 // - Fusion: a layer may take over the one after it (Layer::fuse_next): a ReLU right after a Conv2d
-//   becomes part of the convolution's output, and forward and backward skip it. Results are the
+//   becomes part of the convolution's output, a GELU or ReLU after a BatchNorm part of the
+//   normalisation's, and forward and backward skip it. Results are the
 //   same (tests/test_fusion.cpp); the activations are not written, read and written again.
 //   set_fusion(false) keeps every layer separate (then each layer's own output is what it alone
 //   computes, for a user who inspects the conv's output before its ReLU).
@@ -128,7 +129,7 @@ class Sequential : public Layer<T> {
 
   /// Whether layers fuse (see the top of the file); on by default.
   bool fusion() const { return fusion_; }
-  /// Turns fusion (Conv2d taking a following ReLU) on or off.
+  /// Turns fusion (Conv2d taking a following ReLU, BatchNorm a following GELU or ReLU) on or off.
   void set_fusion(bool on) {
     fusion_ = on;
     for (std::size_t i = 1; i < layers_.size(); ++i) {

@@ -446,7 +446,7 @@ class Trainer {
     }
     Tensor<float> h = x;
     for (std::size_t i = 0; i < chain->size() && where.empty(); ++i)
-      h = first_nonfinite((*chain)[i], h, join(chain->name(i)), where);
+      if (!chain->is_fused(i)) h = first_nonfinite((*chain)[i], h, join(chain->name(i)), where);  // else in h already
     return h;
   }
 
