@@ -243,19 +243,13 @@ struct NormFixture {
   }
 };
 
-void BM_batchnorm_gelu_forward(benchmark::State& state, NormShape s) {
+void BM_batchnorm_gelu(benchmark::State& state, NormShape s, bool backward) {
   NormFixture f(s, int(state.range(0)), state.range(1) != 0);
   for (auto _ : state) {
-    f.net.forward(f.x);
-    benchmark::ClobberMemory();
-  }
-  state.counters["Gelem/s"] = benchmark::Counter(double(f.x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-}
-
-void BM_batchnorm_gelu_backward(benchmark::State& state, NormShape s) {
-  NormFixture f(s, int(state.range(0)), state.range(1) != 0);
-  for (auto _ : state) {
-    f.net.backward(f.dz);
+    if (backward)
+      f.net.backward(f.dz);
+    else
+      f.net.forward(f.x);
     benchmark::ClobberMemory();
   }
   state.counters["Gelem/s"] = benchmark::Counter(double(f.x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
@@ -264,8 +258,8 @@ void BM_batchnorm_gelu_backward(benchmark::State& state, NormShape s) {
 const int registered = [] {
   for (const auto& s : norm_shapes) {
     const std::string n = s.name;
-    for (auto* b : {benchmark::RegisterBenchmark(("batchnorm_gelu_forward/" + n).c_str(), BM_batchnorm_gelu_forward, s),
-                    benchmark::RegisterBenchmark(("batchnorm_gelu_backward/" + n).c_str(), BM_batchnorm_gelu_backward, s)})
+    for (auto* b : {benchmark::RegisterBenchmark(("batchnorm_gelu_forward/" + n).c_str(), BM_batchnorm_gelu, s, false),
+                    benchmark::RegisterBenchmark(("batchnorm_gelu_backward/" + n).c_str(), BM_batchnorm_gelu, s, true)})
       b->ArgsProduct({{256, 1024}, {0, 1}})->ArgNames({"", "fused"})->UseRealTime()->Unit(benchmark::kMicrosecond);
   }
   for (const auto& s : shapes) {

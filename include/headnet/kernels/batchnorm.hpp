@@ -71,27 +71,21 @@ void batchnorm_statistics(std::int64_t N, std::int64_t C, std::int64_t S, const 
   }
 }
 
-/// y = (x - mean) * invstd * gamma + beta per channel (gamma and beta may be null: 1 and 0).
-template <typename T>
-void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* mean, const T* invstd,
-                         const T* gamma, const T* beta, T* y) {
-#pragma omp parallel for collapse(2) schedule(static) if (N * C * S > batchnorm_parallel_threshold)
-  for (std::int64_t n = 0; n < N; ++n) {
-    for (std::int64_t c = 0; c < C; ++c) {
-      const T scale = invstd[c] * (gamma ? gamma[c] : T(1));
-      const T shift = (beta ? beta[c] : T(0)) - mean[c] * scale;
-      const T* p = x + (n * C + c) * S;
-      T* q = y + (n * C + c) * S;
-      for (std::int64_t s = 0; s < S; ++s) q[s] = p[s] * scale + shift;
-    }
-  }
-}
-
 /// Planes (H x W) smaller than this take the fused normalisation + activation apart after all
 /// (normalize, then the activation over the whole tensor): the fused loops run per plane, and on
 /// 3x3 planes their short vector loops cost more than the pass over memory they save (measured:
 /// `headnet-conv-kernels --benchmark_filter=batchnorm_gelu`, docs/benchmarks.md).
 constexpr std::int64_t batchnorm_fused_min_plane = 32;
+
+namespace detail {
+// No activation: batchnorm_normalize's plain form.
+struct Unchanged {
+  template <typename T>
+  T value(T y) const {
+    return y;
+  }
+};
+}  // namespace detail
 
 /// z = f((x - mean) * invstd * gamma + beta): the normalisation and the activation `op` after it,
 /// in one pass (y is never written).
@@ -108,6 +102,13 @@ void batchnorm_normalize(const Op& op, std::int64_t N, std::int64_t C, std::int6
       for (std::int64_t s = 0; s < S; ++s) q[s] = op.value(p[s] * scale + shift);
     }
   }
+}
+
+/// y = (x - mean) * invstd * gamma + beta per channel (gamma and beta may be null: 1 and 0).
+template <typename T>
+void batchnorm_normalize(std::int64_t N, std::int64_t C, std::int64_t S, const T* x, const T* mean, const T* invstd,
+                         const T* gamma, const T* beta, T* y) {
+  batchnorm_normalize(detail::Unchanged(), N, C, S, x, mean, invstd, gamma, beta, y);
 }
 
 namespace detail {
