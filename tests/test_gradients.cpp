@@ -47,6 +47,76 @@ TEST_CASE("Conv2d backward matches finite differences", "[gradient][conv2d]") {
   set_num_threads(2);
 }
 
+TEST_CASE("A Conv2d whose weight is frozen still trains its bias", "[gradient][conv2d][requires_grad]") {
+  // The fast recipe's whitening convolution: its weight is fixed, its bias trained. The kernels
+  // once summed the bias gradient only beside the weight gradient, so such a bias got none.
+  struct Row {
+    int c_in, c_out, kernel, padding, n, h, w;
+  };
+  const Row rows[] = {{3, 24, 2, 0, 3, 9, 9}, {4, 8, 3, 1, 2, 10, 10}, {2, 3, 3, 1, 1, 6, 5}};
+  SECTION("finite differences in double") {
+    for (const Row& row : rows) {
+      Generator gen(row.c_out * 10 + row.kernel);
+      Conv2d<double> conv(row.c_in, row.c_out, row.kernel, 1, row.padding, true);
+      conv.reset_parameters(gen);
+      conv.set_requires_grad("weight", false);
+      const Tensor<double> x = random_tensor({row.n, row.c_in, row.h, row.w}, gen);
+      const Tensor<double> r = random_tensor(conv.output_shape(x.shape()), gen);
+      conv.grad_bias().zero();
+      conv.forward(x);
+      conv.backward(r);
+      for (std::int64_t c = 0; c < row.c_out; ++c) {
+        const double saved = conv.bias().data()[c], h = 1e-6;
+        conv.bias().data()[c] = saved + h;
+        const double plus = dot(conv.forward(x), r);
+        conv.bias().data()[c] = saved - h;
+        const double minus = dot(conv.forward(x), r);
+        conv.bias().data()[c] = saved;
+        INFO(conv.describe() << ", channel " << c);
+        CHECK(conv.grad_bias().data()[c] == Approx((plus - minus) / (2 * h)).epsilon(1e-6));
+      }
+      for (double g : conv.grad_weight()) CHECK(g == 0.0);  // frozen: not computed
+    }
+  }
+  SECTION("every kernel path and a fused ReLU, against the same layer with its weight trained") {
+    using kernels::ConvAlgorithm;
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (const Row& row : rows)
+        for (ConvAlgorithm algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::im2col_gemm, ConvAlgorithm::direct,
+                                        ConvAlgorithm::winograd_4x4})
+          for (bool relu : {false, true}) {
+            Generator gen(row.c_out * 10 + row.kernel);
+            Conv2d<float> trained(row.c_in, row.c_out, row.kernel, 1, row.padding, true);
+            trained.reset_parameters(gen);
+            Conv2d<float> frozen(row.c_in, row.c_out, row.kernel, 1, row.padding, true);
+            frozen.load_state_dict(trained.state_dict());
+            frozen.set_requires_grad("weight", false);
+            Tensor<float> x({row.n, row.c_in, row.h, row.w}), dy(trained.output_shape(x.shape()));
+            for (float& v : x) v = float(gen.uniform(-1, 1));
+            for (float& v : dy) v = float(gen.uniform(-1, 1));
+            float largest = 0;
+            for (Conv2d<float>* conv : {&trained, &frozen}) {
+              conv->set_algorithm(algorithm);
+              if (relu) conv->set_activation(kernels::ConvActivation::relu);
+              conv->grad_bias().zero();
+              conv->grad_weight().zero();
+              conv->forward(x);
+              conv->backward(dy);
+            }
+            INFO(frozen.describe() << ", " << threads << " threads, algorithm " << int(algorithm) << (relu ? ", ReLU" : ""));
+            for (std::int64_t c = 0; c < row.c_out; ++c) {
+              CHECK(frozen.grad_bias().data()[c] == Approx(trained.grad_bias().data()[c]).margin(1e-4));
+              largest = std::max(largest, std::abs(frozen.grad_bias().data()[c]));
+            }
+            CHECK(largest > 0.1f);
+            for (float g : frozen.grad_weight()) CHECK(g == 0.0f);
+          }
+    }
+    set_num_threads(2);
+  }
+}
+
 TEST_CASE("MaxPool2d backward matches finite differences", "[gradient][maxpool2d]") {
   struct Row {
     int kernel, stride, n, c, h, w;
