@@ -63,6 +63,39 @@ Sequential<float> fast_net(const FastRecipe& r, const data::ImageSet& set) {
   return net;
 }
 
+// --debug-lockstep: hands the trainer the loader's batches and keeps a copy of the first `keep`,
+// so that scripts/lockstep_fast.py can replay exactly those images in PyTorch.
+class RecordingLoader : public data::Loader {
+ public:
+  RecordingLoader(data::Loader& loader, std::int64_t keep) : loader_(loader), keep_(keep) {}
+  bool next(Tensor<float>& images, std::vector<std::int32_t>& labels) override {
+    if (!loader_.next(images, labels)) return false;
+    if (std::int64_t(images_.size()) < keep_) {
+      images_.push_back(images.clone());
+      Tensor<float> l({std::int64_t(labels.size())});
+      for (std::size_t i = 0; i < labels.size(); ++i) l.data()[i] = float(labels[i]);
+      labels_.push_back(l);
+    }
+    return true;
+  }
+  void start_epoch() override { loader_.start_epoch(); }
+  std::int64_t size() const override { return loader_.size(); }
+  std::int64_t batches_per_epoch() const override { return loader_.batches_per_epoch(); }
+  data::LoaderState state() const override { return loader_.state(); }
+  void set_state(const data::LoaderState& state) override { loader_.set_state(state); }
+  void append_to(StateDict<float>& out) const {
+    for (std::size_t k = 0; k < images_.size(); ++k) {
+      out.add("batch." + std::to_string(k) + ".images", images_[k]);
+      out.add("batch." + std::to_string(k) + ".labels", labels_[k]);
+    }
+  }
+
+ private:
+  data::Loader& loader_;
+  std::int64_t keep_;
+  std::vector<Tensor<float>> images_, labels_;
+};
+
 data::Normalization cifar_normalization() {
   data::Normalization n;
   n.mean = {0.4914f, 0.4822f, 0.4465f};
@@ -78,7 +111,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Train CIFAR-10 with the airbench94 recipe (94% in about 10 epochs)", "cifar10-fast"};
   FastRecipe r;
   std::string data_dir = "data", out_dir = "runs/fast", resume_dir, onnx_file;
-  std::int64_t checkpoint_every = 48, kill_at_step = 0;
+  std::int64_t checkpoint_every = 48, kill_at_step = 0, lockstep_steps = 0;
   bool sync_batchnorm = false;
   bool quiet = false, no_whiten = false, no_dirac = false, no_lookahead = false, no_alt_flip = false;
   app.add_option("--data", data_dir, "Folder with the CIFAR-10 binary batches")->capture_default_str();
@@ -108,6 +141,9 @@ int main(int argc, char** argv) {
       ->capture_default_str()->check(CLI::NonNegativeNumber);
   app.add_option("--resume", resume_dir, "Continue the run in this --out folder from its checkpoint")->check(CLI::ExistingDirectory);
   app.add_option("--debug-kill-at-step", kill_at_step, "Testing only")->group("");
+  app.add_option("--debug-lockstep", lockstep_steps,
+                 "Testing only: stop after N steps and write OUT/lockstep.safetensors for scripts/lockstep_fast.py")
+      ->group("")->check(CLI::PositiveNumber);
   app.add_option("--dataset", r.dataset,
                  "Data other than CIFAR-10 in --data: mnist:PATH, fashion-mnist:PATH, cifar100:PATH or imagefolder:PATH "
                  "(images of 25 to 32 pixels a side; image folders are read at 32x32)")
@@ -169,6 +205,10 @@ int main(int argc, char** argv) {
 
     manual_seed(r.seed);
     auto net = fast_net(r, test_set);
+    {  // The whitening convolution's bias starts at 0 (PyTorch's default draws it, as for any conv).
+      Tensor<float> bias = net.state_dict().at("whiten.bias");
+      init::zeros_(bias);
+    }
     // Identity on the first in_channels filters of each 3x3 conv (all of each block's conv2).
     if (r.dirac)
       for (const char* block : {"block1", "block2", "block3"})
@@ -231,7 +271,18 @@ int main(int argc, char** argv) {
     options.checkpoint_every = checkpoint_every;
     options.debug_kill_at_step = kill_at_step;
     options.curve_points_per_epoch = 1;  // the loss curve is the mean loss of each epoch (checkpointed)
-    train::Trainer trainer(net, sgd, loader, options);
+    // --debug-lockstep N: the first N steps of the full run (the schedule still spans total_steps),
+    // with the initial state, the batches, the losses and the state after them.
+    RecordingLoader recorder(loader, lockstep_steps);
+    StateDict<float> lockstep;
+    std::vector<float> lockstep_losses;
+    if (lockstep_steps > 0) {
+      if (!resume_dir.empty() || parallel) throw Error("--debug-lockstep takes a fresh, single-process run");
+      options.max_steps = std::min(lockstep_steps, total_steps);
+      options.checkpoint_path.clear();
+      lockstep.append(net.state_dict().clone(), "init.");
+    }
+    train::Trainer trainer(net, sgd, lockstep_steps > 0 ? static_cast<data::Loader&>(recorder) : loader, options);
     trainer.set_distributed(parallel.get());
     trainer.criterion() = CrossEntropyLoss<float>(Reduction::sum, r.label_smoothing);
     trainer.set_scheduler(&schedule);
@@ -239,6 +290,7 @@ int main(int argc, char** argv) {
     trainer.checkpoint_metadata = {{"fast_recipe", r.to_json().dump()}};
     if (r.lookahead) trainer.checkpoint_extra("lookahead", lookahead.average());
     trainer.on_step = [&](const train::StepInfo& s) {
+      if (lockstep_steps > 0) lockstep_losses.push_back(s.loss);
       if (r.lookahead && s.global_step % 5 == 0) {
         const double progress = double(s.global_step) / double(total_steps);
         lookahead.update(std::pow(0.95, 5) * progress * progress * progress);
@@ -257,6 +309,18 @@ int main(int argc, char** argv) {
                 mpi.active() ? (" x " + std::to_string(mpi.size()) + " processes (MPI)").c_str() : "", (unsigned long long)r.seed, (long long)total_steps, net.summary({r.batch, test_set.channels, test_set.height, test_set.width}).c_str());
     std::fflush(stdout);
     trainer.fit();
+    if (lockstep_steps > 0) {
+      Tensor<float> losses({std::int64_t(lockstep_losses.size())});
+      std::copy(lockstep_losses.begin(), lockstep_losses.end(), losses.data());
+      lockstep.add("loss", losses);
+      lockstep.append(net.state_dict(), "final.");
+      recorder.append_to(lockstep);
+      io::save_safetensors(out_dir + "/lockstep.safetensors", lockstep,
+                           {{"fast_recipe", r.to_json().dump()}, {"total_steps", std::to_string(total_steps)},
+                            {"batches_per_epoch", std::to_string(loader.batches_per_epoch())}});
+      std::printf("Wrote %s/lockstep.safetensors (%zu steps)\n", out_dir.c_str(), lockstep_losses.size());
+      return 0;
+    }
     if (r.lookahead) lookahead.copy_to_model();
     std::vector<double> epoch_loss;  // mean loss per image of each epoch (the last may be partial)
     for (const auto& point : trainer.state().loss_curve) epoch_loss.push_back(point.second / r.batch);

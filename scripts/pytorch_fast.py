@@ -7,7 +7,7 @@ and examples/cifar10_fast.cpp, step for step:
   init         PyTorch's defaults; identity (dirac) on the first in_channels filters of every 3x3
                conv; BatchNorm weights frozen at 1; a 2x2 patch-whitening first convolution from the
                first 5,000 training images (eigenvectors / sqrt(eigenvalue + 5e-4), and their negatives),
-               frozen, its bias trained for 3 epochs only
+               frozen, its bias (from 0) trained for 3 epochs only
   optimiser    SGD, Nesterov momentum 0.85, lr 11.5 / (1024 (1 + 1/0.15)) per summed-loss step,
                BatchNorm biases at 64x, weight decay with lr x wd = 1.9957e-3 in every group
   schedule     linear from 0.2x to 1x over the first 23% of the steps, then down to 0.07x
@@ -132,6 +132,81 @@ def evaluate(model, images, labels, level=0, batch=1000):
             "confusion_matrix": confusion.tolist()}
 
 
+def init_weights(model, recipe, train_x):
+    """The recipe's initialisation over PyTorch's defaults: identity (dirac) on the first in_channels
+    filters of every 3x3 conv, the whitening convolution from the first 5,000 training images, its
+    bias 0."""
+    with torch.no_grad():
+        model.whiten.bias.zero_()
+        if recipe["dirac"]:
+            for block in (model.block1, model.block2, model.block3):
+                for conv in (block.conv1, block.conv2):
+                    k = min(conv.out_channels, conv.in_channels)
+                    nn.init.dirac_(conv.weight[:k])
+        if recipe["whiten"]:
+            model.whiten.weight.copy_(whitening_weight(train_x[:5000]))
+
+
+def freeze(model, recipe):
+    """BatchNorm weights stay 1, the whitening filters stay as computed."""
+    for name, param in model.named_parameters():
+        if "norm" in name and name.endswith(".weight"):
+            param.requires_grad_(False)
+    if recipe["whiten"]:
+        model.whiten.weight.requires_grad_(False)
+
+
+def make_optimizer(model, recipe):
+    """SGD with Nesterov momentum in three groups (weights, BatchNorm biases at 64x, the whitening
+    bias), lr x weight decay the same in all; returns it and the groups' base learning rates."""
+    lr = recipe["lr"]
+    wd = recipe["weight_decay_product"]
+    main_group = [p for n, p in model.named_parameters() if p.requires_grad and "norm" not in n
+                  and not (recipe["whiten"] and n == "whiten.bias")]
+    bias_group = [p for n, p in model.named_parameters() if p.requires_grad and "norm" in n]
+    whiten_group = [model.whiten.bias] if recipe["whiten"] else []
+    bias_lr = lr * recipe["bias_lr_scale"]
+    groups = [dict(params=main_group, lr=lr, weight_decay=wd / lr), dict(params=bias_group, lr=bias_lr, weight_decay=wd / bias_lr),
+              dict(params=whiten_group, lr=lr, weight_decay=wd / lr)]
+    return torch.optim.SGD(groups, lr=lr, momentum=recipe["momentum"], nesterov=True), [lr, bias_lr, lr]
+
+
+def set_learning_rates(optimizer, base_lrs, recipe, step, total_steps, epoch):
+    """Linear from 0.2x to 1x over the first 23% of the steps, then down to 0.07x; the whitening
+    bias stops after whiten_bias_epochs."""
+    warmup_end = round(recipe["warmup"] * total_steps)
+    if step <= warmup_end:
+        factor = 0.2 + 0.8 * step / max(warmup_end, 1)
+    else:
+        factor = 1.0 + (recipe["final_factor"] - 1.0) * (step - warmup_end) / max(total_steps - warmup_end, 1)
+    for g, base in zip(optimizer.param_groups, base_lrs):
+        g["lr"] = base * factor
+    if recipe["whiten"] and epoch >= recipe["whiten_bias_epochs"]:
+        optimizer.param_groups[2]["lr"] = 0.0
+
+
+def train_step(model, optimizer, criterion, x, y):
+    loss = criterion(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def lookahead(model, average, step, total_steps):
+    """Every 5 steps: average = a average + (1 - a) model, then model = average."""
+    if step % 5:
+        return
+    alpha = 0.95 ** 5 * (step / total_steps) ** 3
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            average[k].mul_(alpha).add_(v, alpha=1 - alpha)
+        else:
+            average[k].copy_(v)
+    model.load_state_dict(average)
+
+
 def main():
     p = argparse.ArgumentParser(description="The airbench94 recipe in PyTorch (headnet's reference for cifar10-fast)")
     p.add_argument("--data", default="data")
@@ -183,38 +258,11 @@ def main():
                   whiten=not a.no_whiten, dirac=not a.no_dirac, lookahead=not a.no_lookahead,
                   alternating_flip=not a.no_alt_flip, seed=a.seed, threads=threads, train_subset=a.train_subset)
 
-    with torch.no_grad():
-        if recipe["dirac"]:
-            for block in (model.block1, model.block2, model.block3):
-                for conv in (block.conv1, block.conv2):
-                    k = min(conv.out_channels, conv.in_channels)
-                    nn.init.dirac_(conv.weight[:k])
-        for name, param in model.named_parameters():
-            if "norm" in name and name.endswith(".weight"):
-                param.requires_grad_(False)
-        if recipe["whiten"]:
-            model.whiten.weight.copy_(whitening_weight(train_x[:5000]))
-            model.whiten.weight.requires_grad_(False)
-
-    lr = recipe["lr"]
-    wd = recipe["weight_decay_product"]
-    main_group = [p for n, p in model.named_parameters() if p.requires_grad and "norm" not in n
-                  and not (recipe["whiten"] and n == "whiten.bias")]
-    bias_group = [p for n, p in model.named_parameters() if p.requires_grad and "norm" in n]
-    whiten_group = [model.whiten.bias] if recipe["whiten"] else []
-    bias_lr = lr * recipe["bias_lr_scale"]
-    groups = [dict(params=main_group, lr=lr, weight_decay=wd / lr), dict(params=bias_group, lr=bias_lr, weight_decay=wd / bias_lr),
-              dict(params=whiten_group, lr=lr, weight_decay=wd / lr)]
-    base_lrs = [lr, bias_lr, lr]
-    optimizer = torch.optim.SGD(groups, lr=lr, momentum=recipe["momentum"], nesterov=True)
+    init_weights(model, recipe, train_x)
+    freeze(model, recipe)
+    optimizer, base_lrs = make_optimizer(model, recipe)
     steps_per_epoch = train_x.shape[0] // a.batch
     total_steps = math.ceil(steps_per_epoch * a.epochs)
-    warmup_end = round(recipe["warmup"] * total_steps)
-
-    def factor(step):
-        if step <= warmup_end:
-            return 0.2 + 0.8 * step / max(warmup_end, 1)
-        return 1.0 + (recipe["final_factor"] - 1.0) * (step - warmup_end) / max(total_steps - warmup_end, 1)
 
     criterion = nn.CrossEntropyLoss(reduction="sum", label_smoothing=a.label_smoothing)
     average = {k: v.clone() for k, v in model.state_dict().items()}
@@ -233,28 +281,15 @@ def main():
         for b in range(steps_per_epoch):
             if step == total_steps:
                 break
-            for g, base in zip(optimizer.param_groups, base_lrs):
-                g["lr"] = base * factor(step)
-            if recipe["whiten"] and epoch >= recipe["whiten_bias_epochs"]:
-                optimizer.param_groups[2]["lr"] = 0.0
+            set_learning_rates(optimizer, base_lrs, recipe, step, total_steps, epoch)
             x = images[b * a.batch:(b + 1) * a.batch]
             y = labels[b * a.batch:(b + 1) * a.batch]
-            loss = criterion(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = train_step(model, optimizer, criterion, x, y)
             step += 1
-            loss_sum += loss.item() / a.batch
+            loss_sum += loss / a.batch
             batches += 1
-            if recipe["lookahead"] and step % 5 == 0:
-                alpha = 0.95 ** 5 * (step / total_steps) ** 3
-                with torch.no_grad():
-                    for k, v in model.state_dict().items():
-                        if v.is_floating_point():
-                            average[k].mul_(alpha).add_(v, alpha=1 - alpha)
-                        else:
-                            average[k].copy_(v)
-                    model.load_state_dict(average)
+            if recipe["lookahead"]:
+                lookahead(model, average, step, total_steps)
             if not a.quiet and b % 10 == 0:
                 print(f"\repoch {epoch + 1}: step {b}/{steps_per_epoch} loss {loss_sum / batches:.4f}", end="", flush=True)
         epoch_loss.append(loss_sum / max(batches, 1))

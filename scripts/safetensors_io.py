@@ -24,6 +24,13 @@ def load_safetensors(path):
     return tensors
 
 
+def read_metadata(path):
+    """The file's __metadata__ (a dict of strings; empty when it has none)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
 def save_safetensors(path, tensors):
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():

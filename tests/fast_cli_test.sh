@@ -27,8 +27,15 @@ if /usr/bin/python3 -c "import torch" 2>/dev/null; then
   /usr/bin/python3 "$(dirname "$0")/../scripts/pytorch_fast.py" --data "$work/data" --load "$work/a/model.safetensors" \
     --width1 8 --width2 16 --width3 16 --threads 2 > "$work/pytorch_load.txt" 2>&1
   check "scripts/pytorch_fast.py --load gives headnet's accuracies" "/usr/bin/python3 -c \"import json; h = json.load(open('$work/a/results.json')); p = json.loads(open('$work/pytorch_load.txt').read().splitlines()[-1]); assert (h['test_accuracy'], h['test_accuracy_without_tta']) == (p['test_accuracy'], p['test_accuracy_without_tta']), (h['test_accuracy'], p)\""
+  # The first 8 steps (4 epochs: the whitening bias freezes after 3; lookahead at step 5) replayed in
+  # PyTorch from the same state on the same batches: the same training up to float rounding.
+  "$fast" --data "$work/data" --width1 8 --width2 16 --width3 16 --epochs 5 --batch 100 --threads 2 --quiet --seed 3 \
+    --out "$work/l" --debug-lockstep 8 > "$work/l.txt" 2>&1
+  check "--debug-lockstep writes lockstep.safetensors" "[ \$? = 0 ] && [ -s '$work/l/lockstep.safetensors' ]"
+  /usr/bin/python3 "$(dirname "$0")/../scripts/lockstep_fast.py" "$work/l/lockstep.safetensors" --threads 2 > "$work/lockstep.txt" 2>&1
+  check "PyTorch replaying the first 8 steps trains the same (scripts/lockstep_fast.py)" "[ \$? = 0 ] || { cat '$work/lockstep.txt'; false; }"
 else
-  echo "SKIPPED: PyTorch loading cifar10-fast's weights (no python3-torch)"
+  echo "SKIPPED: PyTorch loading cifar10-fast's weights and replaying its steps (no python3-torch)"
 fi
 
 sh -c '"$@"; exit $?' sh "$fast" "${small[@]}" --out "$work/b" --checkpoint-every 3 --debug-kill-at-step 14 >/dev/null 2>&1
