@@ -243,8 +243,8 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
 }
 
 /// grad_bias += the sum of dy over the images and pixels of each output channel (only where
-/// relu_output > 0 when given). In double: a channel sums N x P values (a million for a whitening
-/// layer at batch 1024) that largely cancel, and a float sum loses three digits of them.
+/// relu_output > 0 when given). In double: a channel sums N x P values (a million for the fast
+/// recipe's whitening layer at batch 1024), too many for one float accumulator to keep exact.
 template <typename T>
 void conv2d_bias_gradient(int N, int C_out, std::int64_t P, const T* dy, const T* relu_output, T* grad_bias) {
 #pragma omp parallel for schedule(static) if (std::int64_t(N) * C_out * P > 32768)
