@@ -271,8 +271,8 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
                      simd::Isa isa = simd::active_isa()) {
   const std::int64_t dy_size = std::int64_t(N) * C_out * g.out_pixels();
   if (grad_bias && !grad_weight) {
-    // The paths below sum the bias gradient beside the weight gradient only; a bias trained under
-    // a frozen weight (the fast recipe's whitening convolution) is summed on its own.
+    // The direct and im2col paths below sum the bias gradient beside the weight gradient only; a
+    // bias trained under a frozen weight (the fast recipe's whitening convolution) is summed here.
     conv2d_bias_gradient(N, C_out, g.out_pixels(), dy, relu_output, grad_bias);
     grad_bias = nullptr;
     if (!dx) return;
@@ -297,9 +297,11 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
       if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 3) winograd::conv2d_input_gradient<3>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws, isa);
-      if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
-      if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
-      if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, grad_bias, ws);
+      if (dw_tile && grad_bias)  // Winograd's weight gradient has no bias sum of its own
+        conv2d_bias_gradient(N, C_out, g.out_pixels(), dy, static_cast<const T*>(nullptr), grad_bias);
+      if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, ws);
+      if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, ws);
+      if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, ws);
       if (dx_tile) dx = nullptr;
       if (dw_tile) grad_weight = grad_bias = nullptr;
       if (!dx && !grad_weight) return;

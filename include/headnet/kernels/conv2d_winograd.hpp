@@ -458,27 +458,16 @@ void conv2d_input_gradient(const ConvGeometry& g, int N, int C_out, const T* wei
               static_cast<const T*>(nullptr), false, dx, ws, isa);
 }
 
-/// Weight gradient: grad_weight += dL/dW and grad_bias += dL/db (either may be null).
+/// Weight gradient: grad_weight += dL/dW. The bias gradient is the caller's (conv2d_bias_gradient),
+/// one sum shared by every path.
 template <int m, typename T>
 void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x, const T* dy, T* grad_weight,
-                            T* grad_bias, Conv2dWorkspace<T>& ws) {
+                            Conv2dWorkspace<T>& ws) {
   using F = Transform<m>;
   constexpr int a = F::a;
   const int C_in = g.channels, H = g.height, W = g.width, pad = g.padding;
   const int H_out = g.out_height(), W_out = g.out_width();
   const std::int64_t out_plane = std::int64_t(H_out) * W_out, in_image = std::int64_t(C_in) * H * W;
-  if (grad_bias) {
-#pragma omp parallel for schedule(static) if (std::int64_t(N) * C_out * out_plane >= (1 << 16))
-    for (int co = 0; co < C_out; ++co) {
-      T sum = T(0);
-      for (int n = 0; n < N; ++n) {
-        const T* plane = dy + (std::int64_t(n) * C_out + co) * out_plane;
-        for (std::int64_t p = 0; p < out_plane; ++p) sum += plane[p];
-      }
-      grad_bias[co] += sum;
-    }
-  }
-  if (!grad_weight) return;
 
   const detail::Tiling tiling(m, N, H_out, W_out);
   const int T_chunk = tiles_per_chunk(tiling.count, num_threads());
