@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <sstream>
 #include <vector>
 
@@ -139,6 +140,149 @@ TEST_CASE("Sequential fuses a ReLU after a Conv2d and computes the same network"
   CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).activation() == kernels::ConvActivation::none);
   fused.set_fusion(true);
   CHECK(fused.is_fused(4));
+}
+
+namespace {
+
+// conv2d_maxpool_forward against conv2d_forward then maxpool2d_forward: the same bits, argmax
+// included (both sides compute each output the same way; only where it goes differs).
+template <typename T>
+void check_pooled_equals_apart(const kernels::ConvGeometry& g, int N, int C_out, const std::vector<T>& x,
+                               const std::vector<T>& weight, const std::vector<T>& bias, kernels::ConvAlgorithm algorithm) {
+  const std::size_t y_size = std::size_t(N) * std::size_t(C_out) * std::size_t(g.out_pixels());
+  const kernels::PoolGeometry pool = kernels::pool_2x2(g.out_height(), g.out_width());
+  const std::size_t pooled_size = std::size_t(N) * std::size_t(C_out) * std::size_t(pool.out_height() * pool.out_width());
+  kernels::Conv2dWorkspace<T> ws;
+  std::vector<T> y(y_size), apart(pooled_size), fused(pooled_size, T(-7));
+  std::vector<std::int32_t> arg_apart(pooled_size), arg_fused(pooled_size, -1);
+  kernels::conv2d_forward(g, N, C_out, x.data(), weight.data(), bias.data(), y.data(), ws, algorithm);
+  kernels::maxpool2d_forward(pool, std::int64_t(N) * C_out, y.data(), apart.data(), arg_apart.data());
+  kernels::conv2d_maxpool_forward(g, N, C_out, x.data(), weight.data(), bias.data(),
+                                  kernels::PooledOutput<T>{fused.data(), arg_fused.data()}, ws, algorithm);
+  CHECK(std::memcmp(fused.data(), apart.data(), pooled_size * sizeof(T)) == 0);
+  CHECK(arg_fused == arg_apart);
+}
+
+}  // namespace
+
+TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, on every kernel path",
+          "[conv2d][fusion][maxpool2d]") {
+  using kernels::ConvAlgorithm;
+  struct Row {
+    int c_in, c_out, k, stride, pad, n, h, w;
+  };
+  const Row table[] = {
+      {24, 64, 3, 1, 1, 3, 31, 31},  // the fast recipe's first block: 31x31 outputs, odd, last row dropped
+      {16, 32, 3, 1, 1, 2, 8, 14},   // even outputs, whole 4x4 tiles
+      {8, 20, 3, 1, 1, 5, 7, 9},     // Winograd tiles cut by the edge on both sides
+      {6, 16, 5, 1, 0, 3, 14, 14},   // 5x5: direct or im2col only
+      {3, 5, 3, 2, 1, 2, 9, 9},      // stride 2: im2col + GEMM, pooled after the whole output
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& row : table) {
+      const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, row.stride, row.pad};
+      Generator gen(std::uint64_t(row.c_in * 7 + row.h));
+      const std::size_t x_size = std::size_t(row.n * g.image_size()), w_size = std::size_t(row.c_out * g.patch_size());
+      std::vector<float> x(x_size), weight(w_size), bias(std::size_t(row.c_out));
+      for (auto* v : {&x, &weight, &bias})
+        for (float& e : *v) e = float(gen.uniform(-1, 1));
+      for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::direct, ConvAlgorithm::im2col_gemm,
+                             ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_3x3, ConvAlgorithm::winograd_2x2}) {
+        INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", stride " << row.stride << ", padding "
+                       << row.pad << ") on " << row.h << "x" << row.w << ", " << kernels::name(algorithm) << " ("
+                       << kernels::select_conv_path<float>(g, row.c_out, kernels::ConvPass::forward, algorithm,
+                                                           simd::active_isa(), row.n).name()
+                       << "), " << threads << " threads");
+        check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm);
+        // Ties (zero weights: every output is its bias) go to the first of a window, and a NaN
+        // wins over numbers, as in MaxPool2d.
+        const std::vector<float> zero(w_size, 0.0f);
+        check_pooled_equals_apart(g, row.n, row.c_out, x, zero, bias, algorithm);
+        std::vector<float> with_nan(x);
+        with_nan[x_size / 3] = std::nanf("");
+        check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm);
+      }
+      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
+      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::automatic);  // double: im2col
+      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::winograd_4x4);
+    }
+  }
+  set_num_threads(2);
+}
+
+TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it and computes the same network",
+          "[sequential][fusion][maxpool2d]") {
+  // The fast recipe's block: conv -> pool -> BatchNorm -> GELU, then a conv whose 15x15 output pools
+  // to 7x7 (an odd size: the last row and column dropped).
+  auto build = [](bool fusion, kernels::ConvAlgorithm algorithm) {
+    Sequential<float> net;
+    net.set_fusion(fusion);
+    net.add("conv1", Conv2d<float>(3, 24, 3, 1, 1, false));
+    net.add(MaxPool2d<float>(2));
+    net.add("norm1", BatchNorm2d<float>(24));
+    net.add(GELU<float>());
+    net.add("conv2", Conv2d<float>(24, 32, 3, 1, 1, false));
+    net.add(MaxPool2d<float>(2));
+    net.add(Flatten<float>());
+    net.add("fc", Linear<float>(32 * 7 * 7, 10));
+    net.reset_parameters(9);
+    net.set_needs_input_grad(true);
+    set_conv_algorithm(net, algorithm);
+    return net;
+  };
+  for (auto algorithm : {kernels::ConvAlgorithm::automatic, kernels::ConvAlgorithm::direct,
+                         kernels::ConvAlgorithm::winograd_4x4, kernels::ConvAlgorithm::im2col_gemm}) {
+    INFO(kernels::name(algorithm));
+    Sequential<float> fused = build(true, algorithm), apart = build(false, algorithm);
+    CHECK(fused.is_fused(1));
+    CHECK(fused.is_fused(3));  // the GELU, into the BatchNorm
+    CHECK(fused.is_fused(5));
+    CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).pooled());
+    CHECK_FALSE(apart.is_fused(1));
+    CHECK_FALSE(dynamic_cast<Conv2d<float>&>(apart[0]).pooled());
+
+    Generator gen(6);
+    Tensor<float> x({4, 3, 30, 30}), dy({4, 10});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = float(gen.uniform(-1, 1));
+    for (std::int64_t i = 0; i < dy.numel(); ++i) dy.data()[i] = float(gen.uniform(-1, 1));
+    for (int step = 0; step < 2; ++step) {  // twice: buffers reused, gradients accumulated
+      const Tensor<float> yf = fused.forward(x), ya = apart.forward(x);
+      REQUIRE(yf.shape() == ya.shape());
+      for (std::int64_t i = 0; i < yf.numel(); ++i) REQUIRE(yf.data()[i] == ya.data()[i]);
+      const Tensor<float> dxf = fused.backward(dy), dxa = apart.backward(dy);
+      for (std::int64_t i = 0; i < dxf.numel(); ++i) REQUIRE(dxf.data()[i] == dxa.data()[i]);
+    }
+    auto pf = fused.parameters(), pa = apart.parameters();
+    REQUIRE(pf.size() == pa.size());
+    for (std::size_t k = 0; k < pf.size(); ++k) {
+      INFO(pf[k].name);
+      for (std::int64_t i = 0; i < pf[k].grad.numel(); ++i) REQUIRE(pf[k].grad.data()[i] == pa[k].grad.data()[i]);
+    }
+  }
+
+  // What is not fused: a pool after a fused ReLU, other windows, ceil mode.
+  Sequential<float> other;
+  other.add(Conv2d<float>(3, 4, 3));
+  other.add(ReLU<float>());
+  other.add(MaxPool2d<float>(2));
+  other.add(Conv2d<float>(4, 4, 3));
+  other.add(MaxPool2d<float>(3, 2));
+  other.add(Conv2d<float>(4, 4, 3));
+  other.add(MaxPool2d<float>(2, 2, 0, true));
+  CHECK(other.is_fused(1));
+  CHECK_FALSE(other.is_fused(2));
+  CHECK_FALSE(other.is_fused(4));
+  CHECK_FALSE(other.is_fused(6));
+  // Switching fusion off and on again.
+  Sequential<float> net;
+  net.add(Conv2d<float>(3, 4, 3));
+  net.add(MaxPool2d<float>(2));
+  CHECK(net.is_fused(1));
+  net.set_fusion(false);
+  CHECK_FALSE(dynamic_cast<Conv2d<float>&>(net[0]).pooled());
+  net.set_fusion(true);
+  CHECK(dynamic_cast<Conv2d<float>&>(net[0]).pooled());
 }
 
 namespace {

@@ -181,6 +181,22 @@ TEST_CASE("A whole tutorial-shaped network backpropagates correctly", "[gradient
   }
 }
 
+TEST_CASE("Max-pools fused into the Conv2d before them backpropagate correctly", "[gradient][sequential][maxpool2d]") {
+  Generator gen(12);
+  Sequential<double> net;
+  net.add("conv1", Conv2d<double>(3, 4, 3, 1, 1));
+  net.add(MaxPool2d<double>(2));  // 10x10 -> 5x5
+  net.add("conv2", Conv2d<double>(4, 5, 3, 1, 1));
+  net.add(MaxPool2d<double>(2));  // 5x5 -> 2x2: the last row and column get no gradient
+  net.add(Flatten<double>());
+  net.add("fc", Linear<double>(5 * 2 * 2, 3));
+  net.reset_parameters(gen);
+  net.set_needs_input_grad(true);
+  CHECK(net.is_fused(1));
+  CHECK(net.is_fused(3));
+  require_good(check_gradients(net, random_tensor({3, 3, 10, 10}, gen), gen), "conv -> pool, fused");
+}
+
 TEST_CASE("CrossEntropyLoss gradient matches finite differences", "[gradient][loss]") {
   Generator gen(3);
   for (int classes : {2, 10}) {

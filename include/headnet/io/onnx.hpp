@@ -118,9 +118,9 @@ class OnnxWriter {
     if (auto* seq = dynamic_cast<Sequential<T>*>(&layer)) {
       std::string h = x;
       for (std::size_t i = 0; i < seq->size(); ++i) {
-        // A ReLU fused into the Conv2d before it is written by that Conv2d (below); an activation
-        // fused into a BatchNorm is written as its own node.
-        if (seq->is_fused(i) && dynamic_cast<Conv2d<T>*>(&(*seq)[i - 1])) continue;
+        // A ReLU fused into the Conv2d before it is written by that Conv2d (below); a max-pool
+        // fused into a Conv2d and an activation fused into a BatchNorm are written as their own nodes.
+        if (seq->is_fused(i) && dynamic_cast<ReLU<T>*>(&(*seq)[i]) && dynamic_cast<Conv2d<T>*>(&(*seq)[i - 1])) continue;
         h = emit((*seq)[i], join(path, seq->name(i)), h, shape);
       }
       return h;

@@ -34,6 +34,7 @@
 #include "headnet/kernels/conv2d_winograd.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
+#include "headnet/kernels/maxpool2d.hpp"
 #include "headnet/kernels/relu.hpp"
 #include "headnet/simd/isa.hpp"
 
@@ -240,6 +241,29 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
       }
     }
   });
+}
+
+/// The forward with a 2x2, stride-2 max-pool fused into the output (Conv2d takes over a
+/// MaxPool2d(2) that follows it): pool.y (N, C_out, H_out / 2, W_out / 2) and pool.argmax are
+/// exactly maxpool2d_forward(pool_2x2(H_out, W_out), ...) of conv2d_forward's y, without y being
+/// written out: Winograd with even tiles pools each tile as it leaves the output transform, the
+/// direct kernels each image while it is in cache; the other paths write y to the workspace first.
+template <typename T>
+void conv2d_maxpool_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias,
+                            PooledOutput<T> pool, Conv2dWorkspace<T>& ws,
+                            ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa()) {
+  const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa, N).algorithm;
+  if (path == ConvAlgorithm::winograd_4x4)
+    return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, false, isa, pool);
+  if (path == ConvAlgorithm::winograd_2x2)
+    return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, false, isa, pool);
+  if constexpr (std::is_same<T, float>::value) {
+    if (path == ConvAlgorithm::direct)
+      return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, nullptr, ws, false, pool);
+  }
+  T* y = ws.unpooled(std::int64_t(N) * C_out * g.out_pixels());
+  conv2d_forward(g, N, C_out, x, weight, bias, y, ws, algorithm, ConvActivation::none, isa);
+  maxpool2d_forward(pool_2x2(g.out_height(), g.out_width()), std::int64_t(N) * C_out, y, pool.y, pool.argmax);
 }
 
 /// grad_bias += the sum of dy over the images and pixels of each output channel (only where

@@ -37,6 +37,7 @@
 #include "headnet/core/parallel.hpp"
 #include "headnet/kernels/conv2d_workspace.hpp"
 #include "headnet/kernels/im2col.hpp"
+#include "headnet/kernels/maxpool2d.hpp"
 #include "headnet/simd/isa.hpp"
 #include "headnet/simd/vec.hpp"
 
@@ -131,10 +132,12 @@ inline bool input_gradient_scatters(simd::Isa isa, const ConvGeometry& g, int C_
   HEADNET_DIRECT_DISPATCH(isa, input_gradient_scatters, g, C_out)
 }
 
-/// The forward of N images with `isa`'s kernels: y = conv(x) + bias, then ReLU if relu.
+/// The forward of N images with `isa`'s kernels: y = conv(x) + bias, then ReLU if relu. With
+/// pool.y, each image's output is max-pooled 2x2 into pool while it is in cache, and y is unused.
 inline void conv2d_forward(simd::Isa isa, const ConvGeometry& g, int N, int C_out, const float* x,
-                           const float* weight, const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu) {
-  HEADNET_DIRECT_DISPATCH(isa, conv2d_forward, g, N, C_out, x, weight, bias, y, ws, relu)
+                           const float* weight, const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu,
+                           PooledOutput<float> pool = {}) {
+  HEADNET_DIRECT_DISPATCH(isa, conv2d_forward, g, N, C_out, x, weight, bias, y, ws, relu, pool)
 }
 
 /// The backward of N images with `isa`'s kernels (see conv2d_backward in conv2d_direct_impl.hpp).

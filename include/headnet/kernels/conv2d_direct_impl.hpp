@@ -659,7 +659,8 @@ inline DirectPlan plan(const ConvGeometry& g, int C_out) {
 
 // The forward of N images: y = conv(x) + bias, then ReLU if relu.
 inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
-                           const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu) {
+                           const float* bias, float* y, Conv2dWorkspace<float>& ws, bool relu,
+                           PooledOutput<float> pool) {
   const int K = g.kernel_size;
   const PaddedGeometry in{g.channels, g.height + 2 * g.padding, g.width + 2 * g.padding};
   const std::int64_t R = g.patch_size(), L = extended_length(in, K), out_image = C_out * g.out_pixels();
@@ -680,14 +681,19 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
     std::int64_t* base;
     float* acc;
     float* xp;
+    float* unpooled;  // the image's output before its max-pool
   };
   auto buffers = [&](int t) {
     return Buffers{by_channel ? nullptr : ws.extended(t, forward_channels * L),
                    by_channel ? ws.pixel_bases(t, g.out_pixels()) : nullptr,
                    by_channel ? ws.gathered_aligned(t, forward_tile_floats * forward_tiles_by_channel(g.out_pixels()))
                               : nullptr,
-                   g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr};
+                   g.padding > 0 ? ws.padded(t, in.size() + slack) : nullptr,
+                   pool.y ? ws.unpooled_image(t, out_image) : nullptr};
   };
+  const PoolGeometry pooling = pool_2x2(g.out_height(), g.out_width());
+  const std::int64_t pooled_plane = std::int64_t(pooling.out_height()) * pooling.out_width();
+  const bool pool_vector = simd::active_isa() != simd::Isa::portable;  // as maxpool2d_forward
   const int threads = std::min(num_threads(), std::max(N, 1));
   ws.prepare(threads);
   for (int t = 0; t < threads; ++t) buffers(t);
@@ -697,10 +703,16 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
       const float* image = x + std::int64_t(n) * g.image_size();
       if (b.xp) pad_image(image, g.channels, g.height, g.width, g.padding, b.xp);
       const float* input = b.xp ? b.xp : image;
+      float* out = b.unpooled ? b.unpooled : y + n * out_image;
       if (by_channel)
-        forward_image_by_channel(in, K, C_out, input, packed, offsets, bias, y + n * out_image, b.base, b.acc, relu);
+        forward_image_by_channel(in, K, C_out, input, packed, offsets, bias, out, b.base, b.acc, relu);
       else
-        forward_image(in, K, C_out, input, packed, offsets, bias, y + n * out_image, b.y_ext, relu);
+        forward_image(in, K, C_out, input, packed, offsets, bias, out, b.y_ext, relu);
+      if (!b.unpooled) continue;
+      const std::int64_t first = std::int64_t(n) * C_out * pooled_plane;
+      for (int co = 0; co < C_out; ++co)
+        kernels::detail::maxpool2d_forward_plane(pooling, out + co * g.out_pixels(), pool.y + first + co * pooled_plane,
+                                                 pool.argmax + first + co * pooled_plane, pool_vector);
     }
   });
 }

@@ -35,12 +35,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <stdexcept>
 #include <type_traits>
 
 #include "headnet/core/parallel.hpp"
 #include "headnet/kernels/conv2d_workspace.hpp"
 #include "headnet/kernels/gemm.hpp"
 #include "headnet/kernels/im2col.hpp"
+#include "headnet/kernels/maxpool2d.hpp"
 #include "headnet/simd/isa.hpp"
 #include "headnet/simd/vec.hpp"
 
@@ -341,10 +343,11 @@ void transform_weights(const T* weight, int rows, int cols, bool rotate, int blo
 /// y = conv3x3(x, weights whose transform is U) + bias, stride 1, `pad` zeros around x: x is
 /// (N, C_in, H, W), y is (N, C_out, H + 2 pad - 2, W + 2 pad - 2), U from transform_weights (in
 /// float packed for `isa`'s products: block_rows = rows_per_block(isa); in double for the GEMM:
-/// 1). `relu`: y = max(y, 0). The core of the forward and the input gradient.
+/// 1). `relu`: y = max(y, 0). The core of the forward and the input gradient. With pool.y (even m
+/// only), each tile's output is max-pooled 2x2 into pool instead of written to y.
 template <int m, typename T>
 void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, const T* U, const T* bias, bool relu,
-              T* y, Conv2dWorkspace<T>& ws, simd::Isa isa) {
+              T* y, Conv2dWorkspace<T>& ws, simd::Isa isa, PooledOutput<T> pool = {}) {
   using F = Transform<m>;
   constexpr int a = F::a;
   constexpr bool own_products = std::is_same<T, float>::value;
@@ -373,6 +376,31 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
       reserve_gemm<T>(C_out, tiling.count - (chunks - 1) * T_chunk, C_in, ws.gemm(t));
     }
   }
+
+  // Tiles start at even rows and columns (multiples of m), so a tile holds whole 2x2 windows; the
+  // windows maxpool2d_forward would not form (a last odd row or column) are left out likewise,
+  // and the candidates are compared in its order with its rule (ties: the first; a NaN wins).
+  const int W_pool = W_out / 2, H_pool = H_out / 2;
+  auto store_pooled = [&](const T(&Y)[m][m], int n, int co, int row, int col) {
+    const std::int64_t plane = (std::int64_t(n) * C_out + co) * H_pool * W_pool;
+    for (int i = 0; i < m / 2 && (row / 2 + i) < H_pool; ++i)
+      for (int j = 0; j < m / 2 && (col / 2 + j) < W_pool; ++j) {
+        const int r = 2 * i, c = 2 * j;
+        T best = Y[r][c];
+        std::int32_t index = (row + r) * W_out + col + c;
+        const std::int32_t first = index;
+        auto challenge = [&](T v, std::int32_t at) {
+          if (v > best || (v != v && best == best)) best = v, index = at;
+        };
+        challenge(Y[r][c + 1], first + 1);
+        challenge(Y[r + 1][c], first + W_out);
+        challenge(Y[r + 1][c + 1], first + W_out + 1);
+        const std::int64_t o = plane + std::int64_t(row / 2 + i) * W_pool + col / 2 + j;
+        pool.y[o] = best;
+        pool.argmax[o] = index;
+      }
+  };
+  (void)store_pooled;
 
   auto run_chunk = [&](int thread, std::int64_t chunk) {
     const std::int64_t first = chunk * T_chunk;
@@ -409,6 +437,12 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
         if (relu)
           for (int i = 0; i < m; ++i)
             for (int j = 0; j < m; ++j) Y[i][j] = Y[i][j] > T(0) ? Y[i][j] : T(0);
+        if constexpr (m % 2 == 0) {
+          if (pool.y) {
+            store_pooled(Y, n, co, row, col);
+            continue;
+          }
+        }
         T* dst = y + (std::int64_t(n) * C_out + co) * out_plane + std::int64_t(row) * W_out + col;
         const int rows = std::min(m, H_out - row), cols = std::min(m, W_out - col);
         if (rows == m && cols == m) {
@@ -434,15 +468,17 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
   }
 }
 
-/// Forward: y = conv(x, weight) + bias (bias may be null), max(., 0) with `relu`.
+/// Forward: y = conv(x, weight) + bias (bias may be null), max(., 0) with `relu`. With pool.y (m
+/// even), the output is max-pooled 2x2 into pool as it is written, and y is unused.
 template <int m, typename T>
 void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias, T* y,
-                    Conv2dWorkspace<T>& ws, bool relu, simd::Isa isa = simd::active_isa()) {
+                    Conv2dWorkspace<T>& ws, bool relu, simd::Isa isa = simd::active_isa(), PooledOutput<T> pool = {}) {
+  if (m % 2 && pool.y) throw std::logic_error("winograd::conv2d_forward: a 2x2 max-pool needs an even tile");
   constexpr int a = Transform<m>::a;
   const int block_rows = std::is_same<T, float>::value ? rows_per_block(isa) : 1;
   T* U = ws.winograd_weight(std::int64_t(a) * a * weight_position_stride(C_out, g.channels, block_rows));
   transform_weights<m>(weight, C_out, g.channels, false, block_rows, U, ws);
-  convolve<m>(N, g.channels, g.height, g.width, g.padding, C_out, x, U, bias, relu, y, ws, isa);
+  convolve<m>(N, g.channels, g.height, g.width, g.padding, C_out, x, U, bias, relu, y, ws, isa, pool);
 }
 
 /// Input gradient: dx (overwritten) from dy, the convolution of dy padded by 2 - padding with the

@@ -66,6 +66,11 @@ class Conv2dWorkspace {
   }
   /// Winograd, shared: the transformed weights, at least n.
   T* winograd_weight(std::int64_t n) { return grow(winograd_weight_, n); }
+  /// A convolution's whole output before the max-pool fused into it, on the paths that cannot pool
+  /// as they write (conv2d_maxpool_forward), at least n.
+  T* unpooled(std::int64_t n) { return grow(unpooled_, n); }
+  /// One image's output before its fused max-pool, for `thread` (the direct kernels), 64-byte aligned.
+  T* unpooled_image(int thread, std::int64_t n) { return aligned(per_thread_[std::size_t(thread)].unpooled_image, n); }
   /// Per-pixel base offsets for `thread`, at least n.
   std::int64_t* pixel_bases(int thread, std::int64_t n) {
     auto& v = per_thread_[std::size_t(thread)].pixel_bases;
@@ -86,7 +91,7 @@ class Conv2dWorkspace {
  private:
   struct Buffers {
     std::vector<T> columns, gathered, partial_weight, padded, extended, transposed;
-    std::vector<T> winograd_input, winograd_products, winograd_scratch;
+    std::vector<T> winograd_input, winograd_products, winograd_scratch, unpooled_image;
     std::vector<std::int64_t> pixel_bases;
     std::vector<int> winograd_tile_starts;
     GemmWorkspace<T> gemm;
@@ -102,7 +107,7 @@ class Conv2dWorkspace {
     return reinterpret_cast<T*>((address + 63) & ~std::uintptr_t(63));
   }
   std::vector<Buffers> per_thread_;
-  std::vector<T> packed_weight_, masked_grad_, winograd_weight_;
+  std::vector<T> packed_weight_, masked_grad_, winograd_weight_, unpooled_;
   std::vector<std::vector<T>> chunk_partials_;
   std::vector<std::int64_t> offsets_[2];
 };

@@ -46,6 +46,25 @@ struct PoolGeometry {
   }
 };
 
+/// The 2x2, stride-2 window (floor mode) over planes of height x width.
+inline PoolGeometry pool_2x2(int height, int width) {
+  PoolGeometry g;
+  g.height = height;
+  g.width = width;
+  g.kernel_size = 2;
+  g.stride = 2;
+  return g;
+}
+
+/// Where a convolution that max-pools its output as it writes it puts the result: pool_2x2 of each
+/// output plane, and argmax as maxpool2d_forward's (each winner's offset in the unpooled plane),
+/// for MaxPool2d's backward (conv2d_maxpool_forward in conv2d.hpp). Null y: no pooling.
+template <typename T>
+struct PooledOutput {
+  T* y = nullptr;
+  std::int32_t* argmax = nullptr;
+};
+
 namespace detail {
 
 // The common 2x2, stride-2 window, written out so that the compiler keeps it branch-free.
@@ -183,55 +202,58 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
 #endif
 #endif  // HEADNET_SIMD_AVX2
 
-/// Max pooling of `planes` planes; records each maximum's index in `argmax` for backward.
+namespace detail {
+
+// One plane of maxpool2d_forward; `vector`: the AVX2 path for the 2x2 window in float. Also called
+// by the convolutions that pool their output as they write it (conv2d_maxpool_forward).
 template <typename T>
-void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T* y, std::int32_t* argmax) {
+void maxpool2d_forward_plane(const PoolGeometry& g, const T* in, T* out, std::int32_t* arg, bool vector) {
   const int H_out = g.out_height(), W_out = g.out_width(), K = g.kernel_size, S = g.stride;
-  const std::int64_t in_plane = std::int64_t(g.height) * g.width, out_plane = std::int64_t(H_out) * W_out;
-  const bool vector = simd::active_isa() != simd::Isa::portable;  // the 256-bit path runs on AVX2 and AVX-512
-  (void)vector;
-#pragma omp parallel for schedule(static) if (planes * in_plane > (1 << 16))
-  for (std::int64_t p = 0; p < planes; ++p) {
-    const T* in = x + p * in_plane;
-    T* out = y + p * out_plane;
-    std::int32_t* arg = argmax + p * out_plane;
-    if (g.is_2x2_stride_2()) {
+  if (g.is_2x2_stride_2()) {
 #if HEADNET_SIMD_AVX2
-      if constexpr (std::is_same<T, float>::value) {
-        if (vector) {
-          detail::maxpool2x2_plane_avx2(g, in, out, arg);
-          continue;
-        }
-      }
-#endif
-      detail::maxpool2x2_plane<T>(g, in, out, arg);
-      continue;
+    if constexpr (std::is_same<T, float>::value) {
+      if (vector) return maxpool2x2_plane_avx2(g, in, out, arg);
     }
-    const int P = g.padding;
-    for (int oh = 0; oh < H_out; ++oh) {
-      const int h0 = std::max(oh * S - P, 0), h1 = std::min(oh * S - P + K, g.height);
-      for (int ow = 0; ow < W_out; ++ow) {
-        const int w0 = std::max(ow * S - P, 0), w1 = std::min(ow * S - P + K, g.width);
-        std::int32_t best_index = h0 * g.width + w0;
-        T best = in[best_index];
-        for (int h = h0; h < h1; ++h) {
-          for (int w = w0; w < w1; ++w) {
-            const std::int32_t index = h * g.width + w;
-            const T v = in[index];
-            if (v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              best_index = index;
-            }
+#endif
+    (void)vector;
+    return maxpool2x2_plane<T>(g, in, out, arg);
+  }
+  const int P = g.padding;
+  for (int oh = 0; oh < H_out; ++oh) {
+    const int h0 = std::max(oh * S - P, 0), h1 = std::min(oh * S - P + K, g.height);
+    for (int ow = 0; ow < W_out; ++ow) {
+      const int w0 = std::max(ow * S - P, 0), w1 = std::min(ow * S - P + K, g.width);
+      std::int32_t best_index = h0 * g.width + w0;
+      T best = in[best_index];
+      for (int h = h0; h < h1; ++h) {
+        for (int w = w0; w < w1; ++w) {
+          const std::int32_t index = h * g.width + w;
+          const T v = in[index];
+          if (v > best || (std::isnan(v) && !std::isnan(best))) {
+            best = v;
+            best_index = index;
           }
         }
-        out[oh * W_out + ow] = best;
-        arg[oh * W_out + ow] = best_index;
       }
+      out[oh * W_out + ow] = best;
+      arg[oh * W_out + ow] = best_index;
     }
   }
 }
 
-/// dx is overwritten.
+}  // namespace detail
+
+/// Max pooling of `planes` planes; records each maximum's index in `argmax` for backward.
+template <typename T>
+void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T* y, std::int32_t* argmax) {
+  const std::int64_t in_plane = std::int64_t(g.height) * g.width;
+  const std::int64_t out_plane = std::int64_t(g.out_height()) * g.out_width();
+  const bool vector = simd::active_isa() != simd::Isa::portable;  // the 256-bit path runs on AVX2 and AVX-512
+#pragma omp parallel for schedule(static) if (planes * in_plane > (1 << 16))
+  for (std::int64_t p = 0; p < planes; ++p)
+    detail::maxpool2d_forward_plane(g, x + p * in_plane, y + p * out_plane, argmax + p * out_plane, vector);
+}
+
 template <typename T>
 void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy, const std::int32_t* argmax,
                         T* dx) {

@@ -12,6 +12,9 @@
 // kernels/conv2d_grouped.hpp.
 // set_activation(relu) fuses a ReLU into the layer (Sequential does it for a ReLU that follows a
 // Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
+// Sequential likewise hands the layer a MaxPool2d(2) that follows it (fuse_next): the output is
+// then the pooled one, formed as the convolution writes (kernels::conv2d_maxpool_forward), so the
+// full-size output is never stored; backward sends dy to the windows' winners first.
 #pragma once
 
 #include <string>
@@ -22,6 +25,7 @@
 #include "headnet/kernels/conv2d.hpp"
 #include "headnet/kernels/conv2d_grouped.hpp"
 #include "headnet/layers/layer.hpp"
+#include "headnet/layers/maxpool2d.hpp"
 #include "headnet/layers/relu.hpp"
 
 namespace headnet {
@@ -127,10 +131,20 @@ class Conv2d : public Layer<T> {
     return Shape{x[0], out_channels_, g.out_height(), g.out_width()};
   }
 
-  /// y = weight * x + bias
+  /// y = weight * x + bias (then the fused max-pool, if any)
   Tensor<T> forward(const Tensor<T>& x) override {
-    output_.resize(this->checked_output_shape(x.shape()));
+    const Shape full = this->checked_output_shape(x.shape());
     input_ = x;
+    if (pooled_) {
+      output_.resize(Shape{full[0], full[1], full[2] / 2, full[3] / 2});
+      argmax_.resize(static_cast<std::size_t>(output_.numel()));
+      kernels::conv2d_maxpool_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
+                                      weight_.data(), has_bias_ ? bias_.data() : nullptr,
+                                      kernels::PooledOutput<T>{output_.data(), argmax_.data()}, workspace_, algorithm_,
+                                      isa());
+      return output_;
+    }
+    output_.resize(full);
     if (groups_ > 1) {
       kernels::conv2d_grouped_forward(geometry(x.shape()), int(x.size(0)), out_channels_, groups_, x.data(), weight_.data(),
                                       has_bias_ ? bias_.data() : nullptr, output_.data());
@@ -144,8 +158,17 @@ class Conv2d : public Layer<T> {
 
   /// dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
   /// (with a fused ReLU, dy is first masked by y > 0, inside the kernels)
-  Tensor<T> backward(const Tensor<T>& dy) override {
-    this->check_grad_output(output_.shape(), dy);
+  Tensor<T> backward(const Tensor<T>& dy_given) override {
+    this->check_grad_output(output_.shape(), dy_given);
+    const Tensor<T>* dy_ptr = &dy_given;
+    if (pooled_) {  // the fused max-pool's backward first: each gradient to its window's winner
+      const Shape full = this->output_shape(input_.shape());
+      unpooled_grad_.resize(full);
+      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], dy_given.data(),
+                                  argmax_.data(), unpooled_grad_.data());
+      dy_ptr = &unpooled_grad_;
+    }
+    const Tensor<T>& dy = *dy_ptr;
     T* dx = nullptr;
     if (this->needs_input_grad_) {
       grad_input_.resize(input_.shape());
@@ -235,13 +258,25 @@ class Conv2d : public Layer<T> {
   /// Fuses `activation` into the output.
   void set_activation(kernels::ConvActivation activation) { activation_ = activation; }
 
+  /// Whether a following MaxPool2d(2) is fused into the output (Sequential does it).
+  bool pooled() const { return pooled_; }
+
   bool fuse_next(const Layer<T>& next) override {
-    if (groups_ > 1 || activation_ != kernels::ConvActivation::none || dynamic_cast<const ReLU<T>*>(&next) == nullptr)
-      return false;
-    activation_ = kernels::ConvActivation::relu;
-    return true;
+    if (groups_ > 1 || activation_ != kernels::ConvActivation::none || pooled_) return false;
+    if (dynamic_cast<const ReLU<T>*>(&next)) {
+      activation_ = kernels::ConvActivation::relu;
+      return true;
+    }
+    // Only the plain 2x2 window: its windows tile the output, so a Winograd tile of even side holds
+    // whole ones (a ReLU then max-pool stays as it is: the ReLU is fused, the pool is not).
+    const auto* pool = dynamic_cast<const MaxPool2d<T>*>(&next);
+    pooled_ = pool && pool->kernel_size() == 2 && pool->stride() == 2 && pool->padding() == 0 && !pool->ceil_mode();
+    return pooled_;
   }
-  void unfuse() override { activation_ = kernels::ConvActivation::none; }
+  void unfuse() override {
+    activation_ = kernels::ConvActivation::none;
+    pooled_ = false;
+  }
 
  private:
   kernels::ConvGeometry geometry(const Shape& x) const {
@@ -259,10 +294,13 @@ class Conv2d : public Layer<T> {
   bool has_bias_;
   kernels::ConvAlgorithm algorithm_ = kernels::ConvAlgorithm::automatic;
   kernels::ConvActivation activation_ = kernels::ConvActivation::none;
+  bool pooled_ = false;  // a MaxPool2d(2) fused into the output
   int forced_isa_ = -1;  // a simd::Isa, or -1 for simd::active_isa()
   Tensor<T> weight_, bias_, grad_weight_, grad_bias_;
   Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
   Tensor<T> output_, grad_input_;
+  std::vector<std::int32_t> argmax_;  // the fused max-pool's winners (offsets in their unpooled planes)
+  Tensor<T> unpooled_grad_;  // dy before the fused max-pool
   kernels::Conv2dWorkspace<T> workspace_;
 };
 
