@@ -6,7 +6,9 @@
 //   forward           im2col + GEMM + bias
 //   backward_input    GEMM + col2im (dx only)
 //   backward_weight   im2col + GEMM (dW and db only)
-// and MaxPool2d 2x2 forward and backward on the pooled layers; and the fast recipe's BatchNorm2d ->
+// and MaxPool2d 2x2 forward and backward on the pooled layers; the fast recipe's pooled convs with
+// the max-pool fused into the conv's output or after it (conv_maxpool_forward/<shape>/<batch>/<fused>,
+// GFLOP/s of the conv); and the fast recipe's BatchNorm2d ->
 // GELU pairs (batchnorm_gelu_forward|backward/<C>x<H>x<W>/<batch>/<fused>), with the GELU fused
 // into the BatchNorm (1, what Sequential does) or as its own layer (0), in G elements/s. GFLOP/s counts
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
@@ -218,6 +220,27 @@ void BM_maxpool_backward(benchmark::State& state, ConvShape s) {
   state.counters["GB/s written"] = benchmark::Counter(double(f.dy.size()) * 4e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The fast recipe's pooled convolutions, conv -> MaxPool2d(2): fused (1, what Sequential does:
+// kernels::conv2d_maxpool_forward) or the conv's whole output written and then pooled (0).
+void BM_conv_maxpool_forward(benchmark::State& state, ConvShape s) {
+  Fixture f(s, int(state.range(0)));
+  const bool fused = state.range(1) != 0;
+  const kernels::PoolGeometry p = kernels::pool_2x2(f.g.out_height(), f.g.out_width());
+  std::vector<float> out(std::size_t(f.n) * f.c_out * p.out_height() * p.out_width());
+  std::vector<std::int32_t> arg(out.size());
+  for (auto _ : state) {
+    if (fused) {
+      kernels::conv2d_maxpool_forward(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.b.data(),
+                                      kernels::PooledOutput<float>{out.data(), arg.data()}, f.ws, algorithm);
+    } else {
+      kernels::conv2d_forward(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.b.data(), f.y.data(), f.ws, algorithm);
+      kernels::maxpool2d_forward(p, std::int64_t(f.n) * f.c_out, f.y.data(), out.data(), arg.data());
+    }
+    benchmark::ClobberMemory();
+  }
+  report(state, f.flops());
+}
+
 // The fast recipe's norm -> act pairs (models/airbench.hpp), fused or apart, training mode.
 struct NormShape {
   const char* name;
@@ -273,6 +296,12 @@ const int registered = [] {
       else
         b->Arg(1)->Arg(4)->Arg(32)->Arg(128)->UseRealTime()->Unit(benchmark::kMicrosecond);
     }
+    if (n == "fast_24_64_31x31" || n == "fast_64_256_15x15" || n == "fast_256_256_7x7")  // pooled in the recipe
+      benchmark::RegisterBenchmark(("conv_maxpool_forward/" + n).c_str(), BM_conv_maxpool_forward, s)
+          ->ArgsProduct({{256, 1024}, {0, 1}})
+          ->ArgNames({"", "fused"})
+          ->UseRealTime()
+          ->Unit(benchmark::kMicrosecond);
     if (s.padding == 0) {  // the pooled layers of the tutorial networks
       for (auto* b : {benchmark::RegisterBenchmark(("maxpool_forward/" + n).c_str(), BM_maxpool_forward, s),
                       benchmark::RegisterBenchmark(("maxpool_backward/" + n).c_str(), BM_maxpool_backward, s)}) {

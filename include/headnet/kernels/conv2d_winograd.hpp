@@ -364,8 +364,8 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
   const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks));
   ws.prepare(threads);
   // Scratch: the input transform's tile and intermediate (2 a*a rows of lanes), or the output
-  // transform's (m*a + m*m rows).
-  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, m * a + m * m)) * stride;
+  // transform's (m*a + m*m rows) and a fused max-pool's winners and their positions (2 rows).
+  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, m * a + m * m + 2)) * stride;
   for (int t = 0; t < threads; ++t) {  // sized by the plan before the parallel region
     ws.winograd_input(t, a * a * V_stride);
     ws.winograd_products(t, a * a * M_stride);
@@ -378,29 +378,28 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
   }
 
   // Tiles start at even rows and columns (multiples of m), so a tile holds whole 2x2 windows; the
-  // windows maxpool2d_forward would not form (a last odd row or column) are left out likewise,
-  // and the candidates are compared in its order with its rule (ties: the first; a NaN wins).
+  // windows maxpool2d_forward would not form (cut by a last odd row or column) are left out
+  // likewise. Each window is pooled over all the chunk's lanes at once (max_of_four), then
+  // each lane's winner is stored in its image.
   const int W_pool = W_out / 2, H_pool = H_out / 2;
-  auto store_pooled = [&](const T(&Y)[m][m], int n, int co, int row, int col) {
-    const std::int64_t plane = (std::int64_t(n) * C_out + co) * H_pool * W_pool;
-    for (int i = 0; i < m / 2 && (row / 2 + i) < H_pool; ++i)
-      for (int j = 0; j < m / 2 && (col / 2 + j) < W_pool; ++j) {
-        const int r = 2 * i, c = 2 * j;
-        T best = Y[r][c];
-        std::int32_t index = (row + r) * W_out + col + c;
-        const std::int32_t first = index;
-        auto challenge = [&](T v, std::int32_t at) {
-          if (v > best || (v != v && best == best)) best = v, index = at;
-        };
-        challenge(Y[r][c + 1], first + 1);
-        challenge(Y[r + 1][c], first + W_out);
-        challenge(Y[r + 1][c + 1], first + W_out + 1);
-        const std::int64_t o = plane + std::int64_t(row / 2 + i) * W_pool + col / 2 + j;
-        pool.y[o] = best;
-        pool.argmax[o] = index;
+  auto pool_channel = [&](const T* out, T add, int co, int lanes, const int* starts, T* best, T* which) {
+    for (int i = 0; i < m / 2; ++i)
+      for (int j = 0; j < m / 2; ++j) {
+        const T* c0 = out + (2 * i * m + 2 * j) * stride;  // (2i, 2j), then (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1)
+        kernels::detail::max_of_four(c0, c0 + stride, c0 + m * stride, c0 + (m + 1) * stride, add, relu, lanes, best, which);
+        for (int lane = 0; lane < lanes; ++lane) {
+          const int row = starts[3 * lane + 1] + pad + 2 * i, col = starts[3 * lane + 2] + pad + 2 * j;
+          if (row + 1 >= H_out || col + 1 >= W_out) continue;
+          const int q = static_cast<int>(which[lane]);
+          const std::int64_t o = (std::int64_t(starts[3 * lane]) * C_out + co) * H_pool * W_pool +
+                                 std::int64_t(row / 2) * W_pool + col / 2;
+          pool.y[o] = best[lane];
+          pool.argmax[o] = (row + (q >> 1)) * W_out + col + (q & 1);
+        }
       }
   };
-  (void)store_pooled;
+  (void)pool_channel;
+  (void)H_pool;
 
   auto run_chunk = [&](int thread, std::int64_t chunk) {
     const std::int64_t first = chunk * T_chunk;
@@ -430,6 +429,12 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
       detail::left_multiply<m, a>(F::AT, m, tmp, stride, a * stride, out, stride, m * stride,
                                   lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
       const T add = bias ? bias[co] : T(0);
+      if constexpr (m % 2 == 0) {
+        if (pool.y) {
+          pool_channel(out, add, co, lanes, starts, out + m * m * stride, out + (m * m + 1) * stride);
+          continue;
+        }
+      }
       for (int lane = 0; lane < lanes; ++lane) {
         const int n = starts[3 * lane], row = starts[3 * lane + 1] + pad, col = starts[3 * lane + 2] + pad;
         for (int i = 0; i < m; ++i)
@@ -437,12 +442,6 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
         if (relu)
           for (int i = 0; i < m; ++i)
             for (int j = 0; j < m; ++j) Y[i][j] = Y[i][j] > T(0) ? Y[i][j] : T(0);
-        if constexpr (m % 2 == 0) {
-          if (pool.y) {
-            store_pooled(Y, n, co, row, col);
-            continue;
-          }
-        }
         T* dst = y + (std::int64_t(n) * C_out + co) * out_plane + std::int64_t(row) * W_out + col;
         const int rows = std::min(m, H_out - row), cols = std::min(m, W_out - col);
         if (rows == m && cols == m) {

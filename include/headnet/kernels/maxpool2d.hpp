@@ -89,6 +89,30 @@ void maxpool2x2_plane(const PoolGeometry& g, const T* in, T* out, std::int32_t* 
   }
 }
 
+// A 2x2 window over `lanes` columns at once, for a convolution that pools as it writes
+// (conv2d_winograd.hpp): c0..c3 hold the four candidates of each window in row-major order, before
+// the bias `add` and the ReLU (`relu`: max(., 0), 0 for a NaN, as the convolutions' ReLU); best gets
+// the winner and which its number (0-3), by maxpool2x2_plane's rule. max_of_four_avx2 below is the
+// same, eight columns at a time.
+template <typename T>
+void max_of_four_portable(const T* c0, const T* c1, const T* c2, const T* c3, T add, bool relu, int begin, int lanes,
+                          T* best, T* which) {
+  for (int lane = begin; lane < lanes; ++lane) {
+    auto value = [&](const T* c) {
+      const T v = c[lane] + add;
+      return relu ? (v > T(0) ? v : T(0)) : v;
+    };
+    T b = value(c0), k = T(0);
+    const T candidates[3] = {value(c1), value(c2), value(c3)};
+    for (int q = 0; q < 3; ++q) {
+      const T v = candidates[q];
+      if (v > b || (v != v && b == b)) b = v, k = T(q + 1);
+    }
+    best[lane] = b;
+    which[lane] = k;
+  }
+}
+
 }  // namespace detail
 
 #if HEADNET_SIMD_AVX2
@@ -156,6 +180,32 @@ inline void maxpool2x2_plane_avx2(const PoolGeometry& g, const float* in, float*
   }
 }
 
+// max_of_four_portable eight columns at a time: selects, not branches (a branch per comparison
+// mispredicts on half of them, which made the fused pool slower than a separate pass).
+inline void max_of_four_avx2(const float* c0, const float* c1, const float* c2, const float* c3, float add, bool relu,
+                             int lanes, float* best, float* which) {
+  const __m256 bias = _mm256_set1_ps(add), zero = _mm256_setzero_ps();
+  int lane = 0;
+  for (; lane + 8 <= lanes; lane += 8) {
+    auto value = [&](const float* c) {
+      const __m256 v = _mm256_add_ps(_mm256_loadu_ps(c + lane), bias);
+      return relu ? _mm256_blendv_ps(zero, v, _mm256_cmp_ps(v, zero, _CMP_GT_OQ)) : v;
+    };
+    __m256 b = value(c0), k = zero;
+    auto challenge = [&](__m256 v, float q) {
+      const __m256 m = wins(v, b);
+      b = _mm256_blendv_ps(b, v, m);
+      k = _mm256_blendv_ps(k, _mm256_set1_ps(q), m);
+    };
+    challenge(value(c1), 1.0f);
+    challenge(value(c2), 2.0f);
+    challenge(value(c3), 3.0f);
+    _mm256_storeu_ps(best + lane, b);
+    _mm256_storeu_ps(which + lane, k);
+  }
+  max_of_four_portable(c0, c1, c2, c3, add, relu, lane, lanes, best, which);
+}
+
 // Backward of a 2x2, stride-2 window over an even-sized plane: every input element belongs to
 // exactly one window, so each is written once (the gradient or 0) instead of zeroing the plane and
 // then adding.
@@ -203,6 +253,17 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
 #endif  // HEADNET_SIMD_AVX2
 
 namespace detail {
+
+// max_of_four over `lanes` columns, vectorised where the CPU can (as maxpool2d_forward).
+template <typename T>
+void max_of_four(const T* c0, const T* c1, const T* c2, const T* c3, T add, bool relu, int lanes, T* best, T* which) {
+#if HEADNET_SIMD_AVX2
+  if constexpr (std::is_same<T, float>::value) {
+    if (simd::active_isa() != simd::Isa::portable) return max_of_four_avx2(c0, c1, c2, c3, add, relu, lanes, best, which);
+  }
+#endif
+  max_of_four_portable(c0, c1, c2, c3, add, relu, 0, lanes, best, which);
+}
 
 // One plane of maxpool2d_forward; `vector`: the AVX2 path for the 2x2 window in float. Also called
 // by the convolutions that pool their output as they write it (conv2d_maxpool_forward).
