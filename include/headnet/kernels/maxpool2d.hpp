@@ -61,8 +61,8 @@ inline PoolGeometry pool_2x2(int height, int width) {
 /// for MaxPool2d's backward (conv2d_maxpool_forward in conv2d.hpp). Null y: no pooling.
 template <typename T>
 struct PooledOutput {
-  T* y = nullptr;
-  std::int32_t* argmax = nullptr;
+  T* y = nullptr;  ///< (N, C_out, H_out / 2, W_out / 2); null: the output is not pooled
+  std::int32_t* argmax = nullptr;  ///< the winners' offsets in their unpooled planes, same shape
 };
 
 namespace detail {
@@ -315,6 +315,7 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
     detail::maxpool2d_forward_plane(g, x + p * in_plane, y + p * out_plane, argmax + p * out_plane, vector);
 }
 
+/// dx (overwritten): each output's gradient sent to its window's winner (argmax), zero elsewhere.
 template <typename T>
 void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy, const std::int32_t* argmax,
                         T* dx) {
