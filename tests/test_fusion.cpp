@@ -148,17 +148,18 @@ namespace {
 // included (both sides compute each output the same way; only where it goes differs).
 template <typename T>
 void check_pooled_equals_apart(const kernels::ConvGeometry& g, int N, int C_out, const std::vector<T>& x,
-                               const std::vector<T>& weight, const std::vector<T>& bias, kernels::ConvAlgorithm algorithm) {
+                               const std::vector<T>& weight, const std::vector<T>& bias, kernels::ConvAlgorithm algorithm,
+                               kernels::ConvActivation activation = kernels::ConvActivation::none) {
   const std::size_t y_size = std::size_t(N) * std::size_t(C_out) * std::size_t(g.out_pixels());
   const kernels::PoolGeometry pool = kernels::pool_2x2(g.out_height(), g.out_width());
   const std::size_t pooled_size = std::size_t(N) * std::size_t(C_out) * std::size_t(pool.out_height() * pool.out_width());
   kernels::Conv2dWorkspace<T> ws;
   std::vector<T> y(y_size), apart(pooled_size), fused(pooled_size, T(-7));
   std::vector<std::int32_t> arg_apart(pooled_size), arg_fused(pooled_size, -1);
-  kernels::conv2d_forward(g, N, C_out, x.data(), weight.data(), bias.data(), y.data(), ws, algorithm);
+  kernels::conv2d_forward(g, N, C_out, x.data(), weight.data(), bias.data(), y.data(), ws, algorithm, activation);
   kernels::maxpool2d_forward(pool, std::int64_t(N) * C_out, y.data(), apart.data(), arg_apart.data());
   kernels::conv2d_maxpool_forward(g, N, C_out, x.data(), weight.data(), bias.data(),
-                                  kernels::PooledOutput<T>{fused.data(), arg_fused.data()}, ws, algorithm);
+                                  kernels::PooledOutput<T>{fused.data(), arg_fused.data()}, ws, algorithm, activation);
   CHECK(std::memcmp(fused.data(), apart.data(), pooled_size * sizeof(T)) == 0);
   CHECK(arg_fused == arg_apart);
 }
@@ -195,6 +196,7 @@ TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, 
                                                            simd::active_isa(), row.n).name()
                        << "), " << threads << " threads");
         check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm);
+        check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, kernels::ConvActivation::relu);
         // Ties (zero weights: every output is its bias) go to the first of a window, and a NaN
         // wins over numbers, as in MaxPool2d.
         const std::vector<float> zero(w_size, 0.0f);
@@ -202,19 +204,22 @@ TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, 
         std::vector<float> with_nan(x);
         with_nan[x_size / 3] = std::nanf("");
         check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm);
+        check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm, kernels::ConvActivation::relu);
       }
       std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
       check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::automatic);  // double: im2col
       check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::winograd_4x4);
+      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::automatic, kernels::ConvActivation::relu);
     }
   }
   set_num_threads(2);
 }
 
-TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it and computes the same network",
+TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it (and its ReLU) and computes the same network",
           "[sequential][fusion][maxpool2d]") {
   // The fast recipe's block: conv -> pool -> BatchNorm -> GELU, then a conv whose 15x15 output pools
   // to 7x7 (an odd size: the last row and column dropped).
+  // The second conv has a ReLU between it and its pool (the tutorial's blocks): both are fused.
   auto build = [](bool fusion, kernels::ConvAlgorithm algorithm) {
     Sequential<float> net;
     net.set_fusion(fusion);
@@ -222,7 +227,8 @@ TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it and compute
     net.add(MaxPool2d<float>(2));
     net.add("norm1", BatchNorm2d<float>(24));
     net.add(GELU<float>());
-    net.add("conv2", Conv2d<float>(24, 32, 3, 1, 1, false));
+    net.add("conv2", Conv2d<float>(24, 32, 3, 1, 1));
+    net.add(ReLU<float>());
     net.add(MaxPool2d<float>(2));
     net.add(Flatten<float>());
     net.add("fc", Linear<float>(32 * 7 * 7, 10));
@@ -238,7 +244,10 @@ TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it and compute
     CHECK(fused.is_fused(1));
     CHECK(fused.is_fused(3));  // the GELU, into the BatchNorm
     CHECK(fused.is_fused(5));
+    CHECK(fused.is_fused(6));
     CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).pooled());
+    CHECK(dynamic_cast<Conv2d<float>&>(fused[4]).pooled());
+    CHECK(dynamic_cast<Conv2d<float>&>(fused[4]).activation() == kernels::ConvActivation::relu);
     CHECK_FALSE(apart.is_fused(1));
     CHECK_FALSE(dynamic_cast<Conv2d<float>&>(apart[0]).pooled());
 
@@ -261,19 +270,24 @@ TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it and compute
     }
   }
 
-  // What is not fused: a pool after a fused ReLU, other windows, ceil mode.
+  // What is not fused: other windows, ceil mode, a second pool, a pool after a layer between.
   Sequential<float> other;
   other.add(Conv2d<float>(3, 4, 3));
-  other.add(ReLU<float>());
-  other.add(MaxPool2d<float>(2));
-  other.add(Conv2d<float>(4, 4, 3));
   other.add(MaxPool2d<float>(3, 2));
   other.add(Conv2d<float>(4, 4, 3));
   other.add(MaxPool2d<float>(2, 2, 0, true));
-  CHECK(other.is_fused(1));
-  CHECK_FALSE(other.is_fused(2));
-  CHECK_FALSE(other.is_fused(4));
+  other.add(Conv2d<float>(4, 4, 3));
+  other.add(MaxPool2d<float>(2));
+  other.add(MaxPool2d<float>(2));
+  other.add(Conv2d<float>(4, 4, 3));
+  other.add(GELU<float>());
+  other.add(MaxPool2d<float>(2));
+  CHECK_FALSE(other.is_fused(1));
+  CHECK_FALSE(other.is_fused(3));
+  CHECK(other.is_fused(5));
   CHECK_FALSE(other.is_fused(6));
+  CHECK_FALSE(other.is_fused(8));
+  CHECK_FALSE(other.is_fused(9));
   // Switching fusion off and on again.
   Sequential<float> net;
   net.add(Conv2d<float>(3, 4, 3));

@@ -245,24 +245,27 @@ void conv2d_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T
 
 /// The forward with a 2x2, stride-2 max-pool fused into the output (Conv2d takes over a
 /// MaxPool2d(2) that follows it): pool.y (N, C_out, H_out / 2, W_out / 2) and pool.argmax are
-/// exactly maxpool2d_forward(pool_2x2(H_out, W_out), ...) of conv2d_forward's y, without y being
+/// exactly maxpool2d_forward(pool_2x2(H_out, W_out), ...) of conv2d_forward's y (with `activation`
+/// applied before the pool), without y being
 /// written out: Winograd with even tiles pools each tile as it leaves the output transform, the
 /// direct kernels each image while it is in cache; the other paths write y to the workspace first.
 template <typename T>
 void conv2d_maxpool_forward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* bias,
                             PooledOutput<T> pool, Conv2dWorkspace<T>& ws,
-                            ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa()) {
+                            ConvAlgorithm algorithm = ConvAlgorithm::automatic,
+                            ConvActivation activation = ConvActivation::none, simd::Isa isa = simd::active_isa()) {
   const ConvAlgorithm path = select_conv_path<T>(g, C_out, ConvPass::forward, algorithm, isa, N).algorithm;
+  const bool relu = activation == ConvActivation::relu;
   if (path == ConvAlgorithm::winograd_4x4)
-    return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, false, isa, pool);
+    return winograd::conv2d_forward<4>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, relu, isa, pool);
   if (path == ConvAlgorithm::winograd_2x2)
-    return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, false, isa, pool);
+    return winograd::conv2d_forward<2>(g, N, C_out, x, weight, bias, static_cast<T*>(nullptr), ws, relu, isa, pool);
   if constexpr (std::is_same<T, float>::value) {
     if (path == ConvAlgorithm::direct)
-      return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, nullptr, ws, false, pool);
+      return direct::conv2d_forward(isa, g, N, C_out, x, weight, bias, nullptr, ws, relu, pool);
   }
   T* y = ws.unpooled(std::int64_t(N) * C_out * g.out_pixels());
-  conv2d_forward(g, N, C_out, x, weight, bias, y, ws, algorithm, ConvActivation::none, isa);
+  conv2d_forward(g, N, C_out, x, weight, bias, y, ws, algorithm, activation, isa);
   maxpool2d_forward(pool_2x2(g.out_height(), g.out_width()), std::int64_t(N) * C_out, y, pool.y, pool.argmax);
 }
 

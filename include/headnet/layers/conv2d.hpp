@@ -12,9 +12,9 @@
 // kernels/conv2d_grouped.hpp.
 // set_activation(relu) fuses a ReLU into the layer (Sequential does it for a ReLU that follows a
 // Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
-// Sequential likewise hands the layer a MaxPool2d(2) that follows it (fuse_next): the output is
-// then the pooled one, formed as the convolution writes (kernels::conv2d_maxpool_forward), so the
-// full-size output is never stored; backward sends dy to the windows' winners first.
+// Sequential likewise hands the layer a MaxPool2d(2) that follows it or its fused ReLU (fuse_next):
+// the output is then the pooled one, formed as the convolution writes (kernels::conv2d_maxpool_forward),
+// so the full-size output is never stored; backward sends dy to the windows' winners first.
 #pragma once
 
 #include <string>
@@ -141,7 +141,7 @@ class Conv2d : public Layer<T> {
       kernels::conv2d_maxpool_forward(geometry(x.shape()), static_cast<int>(x.size(0)), out_channels_, x.data(),
                                       weight_.data(), has_bias_ ? bias_.data() : nullptr,
                                       kernels::PooledOutput<T>{output_.data(), argmax_.data()}, workspace_, algorithm_,
-                                      isa());
+                                      activation_, isa());
       return output_;
     }
     output_.resize(full);
@@ -162,9 +162,16 @@ class Conv2d : public Layer<T> {
     this->check_grad_output(output_.shape(), dy_given);
     const Tensor<T>* dy_ptr = &dy_given;
     if (pooled_) {  // the fused max-pool's backward first: each gradient to its window's winner
+      const T* pooled_grad = dy_given.data();
+      if (activation_ == kernels::ConvActivation::relu) {
+        // The ReLU's mask is only needed where a gradient lands, at the winners: the pooled output > 0.
+        masked_pooled_grad_.resize(output_.shape());
+        kernels::relu_backward(output_.numel(), output_.data(), dy_given.data(), masked_pooled_grad_.data());
+        pooled_grad = masked_pooled_grad_.data();
+      }
       const Shape full = this->output_shape(input_.shape());
       unpooled_grad_.resize(full);
-      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], dy_given.data(),
+      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], pooled_grad,
                                   argmax_.data(), unpooled_grad_.data());
       dy_ptr = &unpooled_grad_;
     }
@@ -185,7 +192,7 @@ class Conv2d : public Layer<T> {
                              input_.data(), weight_.data(), dy.data(), dx,
                              this->requires_grad("weight") ? grad_weight_.data() : nullptr,
                              has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr, workspace_, algorithm_,
-                             activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr, isa());
+                             activation_ == kernels::ConvActivation::relu && !pooled_ ? output_.data() : nullptr, isa());
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -262,13 +269,14 @@ class Conv2d : public Layer<T> {
   bool pooled() const { return pooled_; }
 
   bool fuse_next(const Layer<T>& next) override {
-    if (groups_ > 1 || activation_ != kernels::ConvActivation::none || pooled_) return false;
+    if (groups_ > 1 || pooled_) return false;
     if (dynamic_cast<const ReLU<T>*>(&next)) {
+      if (activation_ != kernels::ConvActivation::none) return false;
       activation_ = kernels::ConvActivation::relu;
       return true;
     }
-    // Only the plain 2x2 window: its windows tile the output, so a Winograd tile of even side holds
-    // whole ones (a ReLU then max-pool stays as it is: the ReLU is fused, the pool is not).
+    // Only the plain 2x2 window (after the ReLU, if one is fused): its windows tile the output, so a
+    // Winograd tile of even side holds whole ones.
     const auto* pool = dynamic_cast<const MaxPool2d<T>*>(&next);
     pooled_ = pool && pool->kernel_size() == 2 && pool->stride() == 2 && pool->padding() == 0 && !pool->ceil_mode();
     return pooled_;
@@ -301,6 +309,7 @@ class Conv2d : public Layer<T> {
   Tensor<T> output_, grad_input_;
   std::vector<std::int32_t> argmax_;  // the fused max-pool's winners (offsets in their unpooled planes)
   Tensor<T> unpooled_grad_;  // dy before the fused max-pool
+  Tensor<T> masked_pooled_grad_;  // dy masked by the fused ReLU, before the fused max-pool
   kernels::Conv2dWorkspace<T> workspace_;
 };
 

@@ -12,8 +12,8 @@
 //   calls set_needs_input_grad(false) (models:: factories and the Trainer do), which saves the
 //   first layer's largest product; only the first layer is told, the others must pass dx on.
 // - Fusion: a layer may take over the one after it (Layer::fuse_next): a ReLU right after a Conv2d
-//   becomes part of the convolution's output, a GELU or ReLU after a BatchNorm part of the
-//   normalisation's, and forward and backward skip it. Results are the
+//   becomes part of the convolution's output, and so does a MaxPool2d(2) after either, a GELU or
+//   ReLU after a BatchNorm part of the normalisation's, and forward and backward skip it. Results are the
 //   same (tests/test_fusion.cpp); the activations are not written, read and written again.
 //   set_fusion(false) keeps every layer separate (then each layer's own output is what it alone
 //   computes, for a user who inspects the conv's output before its ReLU).
@@ -129,7 +129,8 @@ class Sequential : public Layer<T> {
 
   /// Whether layers fuse (see the top of the file); on by default.
   bool fusion() const { return fusion_; }
-  /// Turns fusion (Conv2d taking a following ReLU, BatchNorm a following GELU or ReLU) on or off.
+  /// Turns fusion (Conv2d taking a following ReLU and MaxPool2d(2), BatchNorm a following GELU or
+  /// ReLU) on or off.
   void set_fusion(bool on) {
     fusion_ = on;
     for (std::size_t i = 1; i < layers_.size(); ++i) {
@@ -172,10 +173,13 @@ class Sequential : public Layer<T> {
     bool fused;  // computed by the previous layer
   };
   std::function<void(std::size_t)> after_backward_;
-  // Offers layer n-1 (of the first n) to layer n-2.
+  // Offers layer n-1 (of the first n) to the layer that computes layer n-2: itself, or the one it is
+  // fused into (a Conv2d with its ReLU then takes a MaxPool2d(2)).
   void fuse_last(std::size_t n) {
-    if (n < 2 || layers_[n - 2].fused) return;
-    layers_[n - 1].fused = layers_[n - 2].layer->fuse_next(*layers_[n - 1].layer);
+    if (n < 2) return;
+    std::size_t owner = n - 2;
+    while (owner > 0 && layers_[owner].fused) --owner;
+    layers_[n - 1].fused = layers_[owner].layer->fuse_next(*layers_[n - 1].layer);
   }
   void fuse_last() { fuse_last(layers_.size()); }
   std::vector<Entry> layers_;
