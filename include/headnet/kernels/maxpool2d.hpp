@@ -210,7 +210,7 @@ inline void max_of_four_avx2(const float* c0, const float* c1, const float* c2, 
 // exactly one window, so each is written once (the gradient or 0) instead of zeroing the plane and
 // then adding.
 inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* grad_out, const std::int32_t* arg,
-                                      float* grad_in) {
+                                      float* grad_in, const float* relu_output) {
   const int H_out = g.out_height(), W_out = g.out_width(), W = g.width;
   const __m256i lane = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
   for (int oh = 0; oh < H_out; ++oh) {
@@ -219,7 +219,10 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
     int ow = 0;
     for (; W_out >= 8 && ow < W_out; ow += 8) {  // the last vector moved back, as in the forward
       ow = std::min(ow, W_out - 8);
-      const __m256 grad = _mm256_loadu_ps(grad_out + oh * W_out + ow);
+      __m256 grad = _mm256_loadu_ps(grad_out + oh * W_out + ow);
+      if (relu_output)  // the fused ReLU's mask, as relu_backward: the gradient where the output > 0, else +0
+        grad = _mm256_and_ps(grad, _mm256_cmp_ps(_mm256_loadu_ps(relu_output + oh * W_out + ow), _mm256_setzero_ps(),
+                                                 _CMP_GT_OQ));
       const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(arg + oh * W_out + ow));
       const __m256i i0 = _mm256_add_epi32(_mm256_set1_epi32(2 * oh * W + 2 * ow), lane);
       auto at = [&](int offset) {
@@ -237,7 +240,7 @@ inline void maxpool2x2_backward_plane_avx2(const PoolGeometry& g, const float* g
     }
     for (; ow < W_out; ++ow) {
       const int i0 = (2 * oh) * W + 2 * ow, a = arg[oh * W_out + ow];
-      const float grad = grad_out[oh * W_out + ow];
+      const float grad = !relu_output || relu_output[oh * W_out + ow] > 0.0f ? grad_out[oh * W_out + ow] : 0.0f;
       row0[2 * ow] = a == i0 ? grad : 0.0f;
       row0[2 * ow + 1] = a == i0 + 1 ? grad : 0.0f;
       row1[2 * ow] = a == i0 + W ? grad : 0.0f;
@@ -316,9 +319,11 @@ void maxpool2d_forward(const PoolGeometry& g, std::int64_t planes, const T* x, T
 }
 
 /// dx (overwritten): each output's gradient sent to its window's winner (argmax), zero elsewhere.
+/// relu_output: for a pool whose input came through a ReLU fused before it (Conv2d), the pool's
+/// output; a gradient then goes only where it is > 0 (the ReLU's mask at the winners).
 template <typename T>
 void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy, const std::int32_t* argmax,
-                        T* dx) {
+                        T* dx, const T* relu_output = nullptr) {
   const std::int64_t in_plane = std::int64_t(g.height) * g.width;
   const std::int64_t out_plane = std::int64_t(g.out_height()) * g.out_width();
   const bool vector = simd::active_isa() != simd::Isa::portable;  // the 256-bit path runs on AVX2 and AVX-512
@@ -329,7 +334,8 @@ void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy,
 #if HEADNET_SIMD_AVX2
     if constexpr (std::is_same<T, float>::value) {
       if (vector && g.is_2x2_stride_2() && g.height % 2 == 0 && g.width % 2 == 0) {
-        detail::maxpool2x2_backward_plane_avx2(g, dy + p * out_plane, argmax + p * out_plane, grad_in);
+        detail::maxpool2x2_backward_plane_avx2(g, dy + p * out_plane, argmax + p * out_plane, grad_in,
+                                               relu_output ? relu_output + p * out_plane : nullptr);
         continue;
       }
     }
@@ -337,7 +343,8 @@ void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy,
     for (std::int64_t i = 0; i < in_plane; ++i) grad_in[i] = T(0);
     const T* grad_out = dy + p * out_plane;
     const std::int32_t* arg = argmax + p * out_plane;
-    for (std::int64_t o = 0; o < out_plane; ++o) grad_in[arg[o]] += grad_out[o];
+    const T* mask = relu_output ? relu_output + p * out_plane : nullptr;
+    for (std::int64_t o = 0; o < out_plane; ++o) grad_in[arg[o]] += !mask || mask[o] > T(0) ? grad_out[o] : T(0);
   }
 }
 

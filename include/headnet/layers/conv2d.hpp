@@ -161,18 +161,14 @@ class Conv2d : public Layer<T> {
   Tensor<T> backward(const Tensor<T>& dy_given) override {
     this->check_grad_output(output_.shape(), dy_given);
     const Tensor<T>* dy_ptr = &dy_given;
-    if (pooled_) {  // the fused max-pool's backward first: each gradient to its window's winner
-      const T* pooled_grad = dy_given.data();
-      if (activation_ == kernels::ConvActivation::relu) {
-        // The ReLU's mask is only needed where a gradient lands, at the winners: the pooled output > 0.
-        masked_pooled_grad_.resize(output_.shape());
-        kernels::relu_backward(output_.numel(), output_.data(), dy_given.data(), masked_pooled_grad_.data());
-        pooled_grad = masked_pooled_grad_.data();
-      }
+    if (pooled_) {
+      // The fused max-pool's backward first: each gradient to its window's winner, where a fused
+      // ReLU's mask is the pooled output > 0.
       const Shape full = this->output_shape(input_.shape());
       unpooled_grad_.resize(full);
-      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], pooled_grad,
-                                  argmax_.data(), unpooled_grad_.data());
+      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], dy_given.data(),
+                                  argmax_.data(), unpooled_grad_.data(),
+                                  activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr);
       dy_ptr = &unpooled_grad_;
     }
     const Tensor<T>& dy = *dy_ptr;
@@ -309,7 +305,6 @@ class Conv2d : public Layer<T> {
   Tensor<T> output_, grad_input_;
   std::vector<std::int32_t> argmax_;  // the fused max-pool's winners (offsets in their unpooled planes)
   Tensor<T> unpooled_grad_;  // dy before the fused max-pool
-  Tensor<T> masked_pooled_grad_;  // dy masked by the fused ReLU, before the fused max-pool
   kernels::Conv2dWorkspace<T> workspace_;
 };
 
