@@ -269,6 +269,9 @@ TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it (and its Re
       INFO(pf[k].name);
       for (std::int64_t i = 0; i < pf[k].grad.numel(); ++i) REQUIRE(pf[k].grad.data()[i] == pa[k].grad.data()[i]);
     }
+    fused.set_fusion(false);  // the ReLU and the pool both go back to their own layers
+    CHECK_FALSE(dynamic_cast<Conv2d<float>&>(fused[0]).pooled());
+    CHECK(dynamic_cast<Conv2d<float>&>(fused[0]).activation() == kernels::ConvActivation::none);
   }
 
   // What is not fused: other windows, ceil mode, a second pool, a pool after a layer between.

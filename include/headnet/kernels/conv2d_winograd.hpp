@@ -398,8 +398,7 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
         }
       }
   };
-  (void)pool_channel;
-  (void)H_pool;
+  (void)pool_channel;  // odd m never pools
 
   auto run_chunk = [&](int thread, std::int64_t chunk) {
     const std::int64_t first = chunk * T_chunk;

@@ -157,7 +157,8 @@ class Conv2d : public Layer<T> {
   }
 
   /// dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
-  /// (with a fused ReLU, dy is first masked by y > 0, inside the kernels)
+  /// (with a fused ReLU, dy is first masked by y > 0, inside the kernels; with a fused max-pool, dy
+  /// is first sent to the windows' winners, masked there by the pooled output > 0)
   Tensor<T> backward(const Tensor<T>& dy_given) override {
     this->check_grad_output(output_.shape(), dy_given);
     const Tensor<T>* dy_ptr = &dy_given;

@@ -133,14 +133,13 @@ class Sequential : public Layer<T> {
   /// ReLU) on or off.
   void set_fusion(bool on) {
     fusion_ = on;
-    for (std::size_t i = 1; i < layers_.size(); ++i) {
-      if (layers_[i].fused) layers_[i - 1].layer->unfuse();
-      layers_[i].fused = false;
-    }
+    for (std::size_t i = 1; i < layers_.size(); ++i)
+      if (layers_[i].fused) layers_[owner(i - 1)].layer->unfuse();
+    for (auto& entry : layers_) entry.fused = false;
     if (on)
       for (std::size_t n = 2; n <= layers_.size(); ++n) fuse_last(n);
   }
-  /// Whether layer i is computed by the layer before it.
+  /// Whether layer i is computed by an earlier layer (the one before it, or the one that is fused into).
   bool is_fused(std::size_t i) const { return layers_.at(i).fused; }
 
   std::vector<Child<T>> children() override {
@@ -170,16 +169,19 @@ class Sequential : public Layer<T> {
   struct Entry {
     std::string name;
     std::unique_ptr<Layer<T>> layer;
-    bool fused;  // computed by the previous layer
+    bool fused;  // computed by an earlier layer: owner(index - 1)
   };
   std::function<void(std::size_t)> after_backward_;
-  // Offers layer n-1 (of the first n) to the layer that computes layer n-2: itself, or the one it is
-  // fused into (a Conv2d with its ReLU then takes a MaxPool2d(2)).
+  // The layer that computes layer i: itself, or the one it is fused into.
+  std::size_t owner(std::size_t i) const {
+    while (i > 0 && layers_[i].fused) --i;
+    return i;
+  }
+  // Offers layer n-1 (of the first n) to the layer that computes layer n-2 (so a Conv2d with its
+  // ReLU then takes a MaxPool2d(2)).
   void fuse_last(std::size_t n) {
     if (n < 2) return;
-    std::size_t owner = n - 2;
-    while (owner > 0 && layers_[owner].fused) --owner;
-    layers_[n - 1].fused = layers_[owner].layer->fuse_next(*layers_[n - 1].layer);
+    layers_[n - 1].fused = layers_[owner(n - 2)].layer->fuse_next(*layers_[n - 1].layer);
   }
   void fuse_last() { fuse_last(layers_.size()); }
   std::vector<Entry> layers_;
