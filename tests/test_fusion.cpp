@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 #include <vector>
 
@@ -164,7 +165,98 @@ void check_pooled_equals_apart(const kernels::ConvGeometry& g, int N, int C_out,
   CHECK(arg_fused == arg_apart);
 }
 
+// conv2d_maxpool_backward against maxpool2d_backward into a full-size dy then conv2d_backward: the
+// same bits for dx, the weight and the bias gradients (accumulated onto the same starting values),
+// for each set of gradients a layer may want: all, dx only, weights without dx, and the bias alone
+// under a frozen weight. The pooled gradient has a NaN when `nan`.
+template <typename T>
+void check_pooled_backward_equals_apart(const kernels::ConvGeometry& g, int N, int C_out, const std::vector<T>& x,
+                                        const std::vector<T>& weight, const std::vector<T>& bias,
+                                        kernels::ConvAlgorithm algorithm, kernels::ConvActivation activation,
+                                        bool nan) {
+  const std::size_t y_size = std::size_t(N) * std::size_t(C_out) * std::size_t(g.out_pixels());
+  const kernels::PoolGeometry pool = kernels::pool_2x2(g.out_height(), g.out_width());
+  const std::size_t pooled_size = std::size_t(N) * std::size_t(C_out) * std::size_t(pool.out_height() * pool.out_width());
+  kernels::Conv2dWorkspace<T> ws;
+  std::vector<T> pooled_y(pooled_size);
+  std::vector<std::int32_t> argmax(pooled_size);
+  kernels::conv2d_maxpool_forward(g, N, C_out, x.data(), weight.data(), bias.data(),
+                                  kernels::PooledOutput<T>{pooled_y.data(), argmax.data()}, ws, algorithm, activation);
+  Generator gen(std::uint64_t(N * 31 + C_out));
+  std::vector<T> dy(pooled_size), start_weight(weight.size()), start_bias(bias.size());
+  for (auto* v : {&dy, &start_weight, &start_bias})
+    for (T& e : *v) e = T(gen.uniform(-1, 1));
+  if (nan) dy[pooled_size / 2] = std::numeric_limits<T>::quiet_NaN();
+  const bool relu = activation == kernels::ConvActivation::relu;
+  const T* relu_output = relu ? pooled_y.data() : nullptr;
+  struct Wants {
+    bool dx, weight, bias;
+  };
+  for (const Wants wants : {Wants{true, true, true}, Wants{true, false, false}, Wants{false, true, true},
+                            Wants{false, false, true}}) {
+    INFO("dx " << wants.dx << ", weight " << wants.weight << ", bias " << wants.bias << (relu ? ", ReLU" : "")
+               << (nan ? ", NaN in dy" : ""));
+    std::vector<T> full(y_size), dx_apart(x.size(), T(-3)), dx_fused(x.size(), T(-5));
+    std::vector<T> gw_apart(start_weight), gw_fused(start_weight), gb_apart(start_bias), gb_fused(start_bias);
+    kernels::maxpool2d_backward(pool, std::int64_t(N) * C_out, dy.data(), argmax.data(), full.data(), relu_output);
+    kernels::conv2d_backward(g, N, C_out, x.data(), weight.data(), full.data(), wants.dx ? dx_apart.data() : nullptr,
+                             wants.weight ? gw_apart.data() : nullptr, wants.bias ? gb_apart.data() : nullptr, ws,
+                             algorithm);
+    kernels::conv2d_maxpool_backward(g, N, C_out, x.data(), weight.data(), dy.data(), argmax.data(), relu_output,
+                                     wants.dx ? dx_fused.data() : nullptr, wants.weight ? gw_fused.data() : nullptr,
+                                     wants.bias ? gb_fused.data() : nullptr, ws, algorithm);
+    if (wants.dx) CHECK(std::memcmp(dx_fused.data(), dx_apart.data(), x.size() * sizeof(T)) == 0);
+    CHECK(std::memcmp(gw_fused.data(), gw_apart.data(), weight.size() * sizeof(T)) == 0);
+    CHECK(std::memcmp(gb_fused.data(), gb_apart.data(), bias.size() * sizeof(T)) == 0);
+    if (wants.weight) CHECK(gw_fused != start_weight);  // something was computed
+  }
+}
+
 }  // namespace
+
+TEST_CASE("The backward of a max-pool fused into the convolution equals the pool's then the conv's, on every path",
+          "[conv2d][fusion][maxpool2d]") {
+  using kernels::ConvAlgorithm;
+  struct Row {
+    int c_in, c_out, k, stride, pad, n, h, w;
+  };
+  const Row table[] = {
+      {24, 64, 3, 1, 1, 3, 31, 31},  // the fast recipe's first block: odd 31x31, last row and column get 0
+      {16, 32, 3, 1, 1, 2, 8, 14},   // even outputs, whole 4x4 tiles
+      {8, 20, 3, 1, 1, 5, 7, 9},     // Winograd tiles cut by the edge on both sides
+      {9, 16, 3, 1, 0, 2, 11, 13},   // padding 0: dy padded by 2 for the input gradient
+      {6, 16, 5, 1, 0, 3, 14, 14},   // 5x5 (the tutorial's conv2 shape): direct or im2col only
+      {3, 5, 3, 2, 1, 2, 9, 9},      // stride 2: im2col + GEMM
+  };
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    for (const auto& row : table) {
+      const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, row.stride, row.pad};
+      Generator gen(std::uint64_t(row.c_in * 5 + row.w));
+      const std::size_t x_size = std::size_t(row.n * g.image_size()), w_size = std::size_t(row.c_out * g.patch_size());
+      std::vector<float> x(x_size), weight(w_size), bias(std::size_t(row.c_out));
+      for (auto* v : {&x, &weight, &bias})
+        for (float& e : *v) e = float(gen.uniform(-1, 1));
+      for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::direct, ConvAlgorithm::im2col_gemm,
+                             ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_3x3, ConvAlgorithm::winograd_2x2}) {
+        INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", stride " << row.stride << ", padding "
+                       << row.pad << ") on " << row.h << "x" << row.w << ", " << kernels::name(algorithm) << ", "
+                       << threads << " threads");
+        for (auto activation : {kernels::ConvActivation::none, kernels::ConvActivation::relu})
+          for (bool nan : {false, true})
+            check_pooled_backward_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, activation, nan);
+        // Ties (zero weights: each window's first element wins).
+        check_pooled_backward_equals_apart(g, row.n, row.c_out, x, std::vector<float>(w_size, 0.0f), bias, algorithm,
+                                           kernels::ConvActivation::none, false);
+      }
+      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
+      for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_2x2})
+        check_pooled_backward_equals_apart(g, row.n, row.c_out, xd, wd, bd, algorithm, kernels::ConvActivation::relu,
+                                           false);
+    }
+  }
+  set_num_threads(2);
+}
 
 TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, on every kernel path",
           "[conv2d][fusion][maxpool2d]") {

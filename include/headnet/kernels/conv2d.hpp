@@ -286,21 +286,64 @@ void conv2d_bias_gradient(int N, int C_out, std::int64_t P, const T* dy, const T
   }
 }
 
-/// Backward pass. Pass null for what is not wanted:
-///   dx (overwritten): gradient with respect to x;
-///   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
-///   relu_output: for a layer with a fused ReLU (ConvActivation::relu), its output; dy is then the
-///   gradient of that output and is masked by relu_output > 0 before anything else.
+/// conv2d_bias_gradient of the full-size dy that a fused max-pool's gradient stands for, summed in
+/// the same order (each full row's winners, left to right), so the same bits.
+template <typename T>
+void conv2d_bias_gradient(int N, int C_out, const PooledGradient<T>& pooled, T* grad_bias) {
+  const int pooled_height = pooled.height / 2, pooled_width = pooled.width / 2;
+  const std::int64_t P = pooled.pooled_plane();
+#pragma omp parallel for schedule(static) if (std::int64_t(N) * C_out * P > 8192)
+  for (int co = 0; co < C_out; ++co) {
+    double sum = 0;
+    for (int n = 0; n < N; ++n)
+      for (int pr = 0; pr < pooled_height; ++pr) {
+        const std::int64_t first = (std::int64_t(n) * C_out + co) * P + std::int64_t(pr) * pooled_width;
+        const int lower_row = (2 * pr + 1) * pooled.width;  // where the window's second row starts
+        for (int pc = 0; pc < pooled_width; ++pc)
+          if (pooled.argmax[first + pc] < lower_row) sum += double(pooled.value(first + pc));
+        for (int pc = 0; pc < pooled_width; ++pc)
+          if (pooled.argmax[first + pc] >= lower_row) sum += double(pooled.value(first + pc));
+      }
+    grad_bias[co] += T(sum);
+  }
+}
+
+namespace detail {
+
+// conv2d_backward and conv2d_maxpool_backward: dy is either given (pooled null) or stands behind a
+// fused max-pool's gradient (dy null).
 template <typename T>
 void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* dy, T* dx,
-                     T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
-                     ConvAlgorithm algorithm = ConvAlgorithm::automatic, const T* relu_output = nullptr,
-                     simd::Isa isa = simd::active_isa()) {
+                     T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws, ConvAlgorithm algorithm,
+                     const T* relu_output, simd::Isa isa, const PooledGradient<T>* pooled) {
   const std::int64_t dy_size = std::int64_t(N) * C_out * g.out_pixels();
+  if (pooled) {
+    // Only the direct kernels take the pooled gradient (one image unpooled at a time, in cache).
+    // Winograd reads dy tile by tile, several times over: unpooling its chunks' planes as it
+    // went cost more (measured, fast recipe at batch 1024: 413 against 423 images/s) than one
+    // streaming pass over the batch; im2col reads dy as a matrix. Those get the batch unpooled.
+    auto takes = [&](ConvPass pass) {
+      return select_conv_path<T>(g, C_out, pass, algorithm, isa, N).algorithm == ConvAlgorithm::direct;
+    };
+    const bool direct_only = (!dx || takes(ConvPass::input_gradient)) && (!grad_weight || takes(ConvPass::weight_gradient));
+    if (!direct_only) {
+      T* unpooled = ws.unpooled(dy_size);
+      maxpool2d_backward(pooled->geometry(), std::int64_t(N) * C_out, pooled->dy, pooled->argmax, unpooled,
+                         pooled->relu_output);
+      dy = unpooled;
+      pooled = nullptr;
+    }
+  }
+  auto bias_gradient = [&](const T* relu_mask) {
+    if (pooled)
+      conv2d_bias_gradient(N, C_out, *pooled, grad_bias);
+    else
+      conv2d_bias_gradient(N, C_out, g.out_pixels(), dy, relu_mask, grad_bias);
+  };
   if (grad_bias && !grad_weight) {
     // The direct and im2col paths below sum the bias gradient beside the weight gradient only; a
     // bias trained under a frozen weight (the fast recipe's whitening convolution) is summed here.
-    conv2d_bias_gradient(N, C_out, g.out_pixels(), dy, relu_output, grad_bias);
+    bias_gradient(relu_output);
     grad_bias = nullptr;
     if (!dx) return;
   }
@@ -324,8 +367,7 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
       if (dx_tile == 4) winograd::conv2d_input_gradient<4>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 3) winograd::conv2d_input_gradient<3>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws, isa);
-      if (dw_tile && grad_bias)  // Winograd's weight gradient has no bias sum of its own
-        conv2d_bias_gradient(N, C_out, g.out_pixels(), dy, static_cast<const T*>(nullptr), grad_bias);
+      if (dw_tile && grad_bias) bias_gradient(nullptr);  // Winograd's weight gradient has no bias sum of its own
       if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, ws);
       if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, ws);
       if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, ws);
@@ -354,7 +396,8 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
     }
     if (direct_dx || direct_dw) {
       direct::conv2d_backward(isa, g, N, C_out, x, weight, dy, direct_dx ? dx : nullptr,
-                              direct_dw ? grad_weight : nullptr, direct_dw ? grad_bias : nullptr, ws, relu_output);
+                              direct_dw ? grad_weight : nullptr, direct_dw ? grad_bias : nullptr, ws, relu_output,
+                              pooled);
       if (direct_dx) dx = nullptr;
       if (direct_dw) grad_weight = grad_bias = nullptr;
       if (!dx && !grad_weight) return;
@@ -428,6 +471,38 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
         for (int co = 0; co < C_out; ++co) grad_bias[co] += partial[weight_size + co];
     }
   }
+}
+
+}  // namespace detail
+
+/// Backward pass. Pass null for what is not wanted:
+///   dx (overwritten): gradient with respect to x;
+///   grad_weight, grad_bias (accumulated, +=): gradients with respect to the parameters.
+///   relu_output: for a layer with a fused ReLU (ConvActivation::relu), its output; dy is then the
+///   gradient of that output and is masked by relu_output > 0 before anything else.
+template <typename T>
+void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight, const T* dy, T* dx,
+                     T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
+                     ConvAlgorithm algorithm = ConvAlgorithm::automatic, const T* relu_output = nullptr,
+                     simd::Isa isa = simd::active_isa()) {
+  detail::conv2d_backward(g, N, C_out, x, weight, dy, dx, grad_weight, grad_bias, ws, algorithm, relu_output, isa,
+                          static_cast<const PooledGradient<T>*>(nullptr));
+}
+
+/// The backward of conv2d_maxpool_forward: exactly maxpool2d_backward(pool_2x2(H_out, W_out), ...)
+/// of the pooled gradient (masked by pooled_relu_output > 0 when a ReLU came before the pool) into a
+/// full-size dy, then conv2d_backward of that dy. Where the direct kernels take every gradient
+/// wanted, the full-size dy is never stored: they unpool one image at a time into a thread's buffer,
+/// just before reading it. Otherwise (Winograd, im2col + GEMM) the batch is unpooled into the
+/// workspace first, as the layers apart would.
+template <typename T>
+void conv2d_maxpool_backward(const ConvGeometry& g, int N, int C_out, const T* x, const T* weight,
+                             const T* pooled_dy, const std::int32_t* argmax, const T* pooled_relu_output, T* dx,
+                             T* grad_weight, T* grad_bias, Conv2dWorkspace<T>& ws,
+                             ConvAlgorithm algorithm = ConvAlgorithm::automatic, simd::Isa isa = simd::active_isa()) {
+  const PooledGradient<T> pooled{pooled_dy, argmax, pooled_relu_output, g.out_height(), g.out_width()};
+  detail::conv2d_backward(g, N, C_out, x, weight, static_cast<const T*>(nullptr), dx, grad_weight, grad_bias, ws,
+                          algorithm, static_cast<const T*>(nullptr), isa, &pooled);
 }
 
 /// Direct seven-loop convolution, for tests only: slow, but obviously the definition.

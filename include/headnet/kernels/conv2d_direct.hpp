@@ -141,11 +141,13 @@ inline void conv2d_forward(simd::Isa isa, const ConvGeometry& g, int N, int C_ou
 }
 
 /// The backward of N images with `isa`'s kernels (see conv2d_backward in conv2d_direct_impl.hpp).
+/// With pooled, dy is null and each image's gradient is unpooled from it while in cache.
 inline void conv2d_backward(simd::Isa isa, const ConvGeometry& g, int N, int C_out, const float* x,
                             const float* weight, const float* dy, float* dx, float* grad_weight, float* grad_bias,
-                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr) {
+                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr,
+                            const PooledGradient<float>* pooled = nullptr) {
   HEADNET_DIRECT_DISPATCH(isa, conv2d_backward, g, N, C_out, x, weight, dy, dx, grad_weight, grad_bias, ws,
-                          relu_output)
+                          relu_output, pooled)
 }
 
 #undef HEADNET_DIRECT_DISPATCH

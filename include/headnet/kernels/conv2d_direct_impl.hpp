@@ -730,10 +730,13 @@ inline void add_transposed(const float* in, std::int64_t rows, int cols, float* 
 
 // The backward of N images; null for a gradient not wanted. relu_output: see extend_grad_output;
 // only when dy reaches the kernels through dy_ext or dyT (weight gradient, scattered input
-// gradient).
+// gradient). pooled (dy null): the gradient of a max-pool fused into the layer; each image's
+// full-size dy is unpooled into the thread's buffer just before it is used, so the batch's is never
+// stored.
 inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float* x, const float* weight,
                             const float* dy, float* dx, float* grad_weight, float* grad_bias,
-                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr) {
+                            Conv2dWorkspace<float>& ws, const float* relu_output = nullptr,
+                            const PooledGradient<float>* pooled = nullptr) {
   const int K = g.kernel_size, C = g.channels;
   const PaddedGeometry in{C, g.height + 2 * g.padding, g.width + 2 * g.padding};
   const int q = K - 1 - g.padding;  // dy's padding for the input gradient
@@ -778,10 +781,11 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // Each thread's buffers for `most` images, grown for every thread and the largest chunk before the
   // parallel region (see conv2d_workspace.hpp).
   struct Buffers {
-    float *xp, *dy_ext, *dyT, *dxp, *dyp, *y_ext;
+    float *xp, *dy_ext, *dyT, *dxp, *dyp, *y_ext, *unpooled;
   };
   auto buffers = [&](int t, int most) {
-    Buffers b{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    Buffers b{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+    if (pooled) b.unpooled = ws.unpooled_image(t, out_image);
     if (grad_weight || scatter) {
       b.xp = grad_weight ? ws.padded(t, most * xp_stride) : nullptr;
       b.dy_ext = extend ? ws.extended(t, most * dy_stride) : nullptr;
@@ -806,6 +810,11 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
       gb = grad_bias ? gw + weight_size : nullptr;
     }
     const Buffers b = buffers(t, std::min(group, largest_chunk));
+    auto image_dy = [&](int n) {  // image n's dy, unpooled first when the layer pools
+      if (!pooled) return dy + n * out_image;
+      pooled->unpool(std::int64_t(n) * C_out, C_out, b.unpooled);
+      return static_cast<const float*>(b.unpooled);
+    };
     if (gw || scatter) {
       for (int n0 = begin; n0 < end; n0 += group) {
         const int images = std::min(group, end - n0);
@@ -814,11 +823,10 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
           if (gw)
             pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding,
                       b.xp + i * xp_stride);
+          const float* dy_image = extend || transpose ? image_dy(n0 + i) : nullptr;
           if (extend)
-            extend_grad_output(in, K, C_out, dy + (n0 + i) * out_image, b.dy_ext + i * dy_stride,
-                               transpose ? nullptr : gb, mask);
-          if (transpose)
-            transpose_grad_output(C_out, P, dy + (n0 + i) * out_image, mask, b.dyT + i * dyT_stride, gb);
+            extend_grad_output(in, K, C_out, dy_image, b.dy_ext + i * dy_stride, transpose ? nullptr : gb, mask);
+          if (transpose) transpose_grad_output(C_out, P, dy_image, mask, b.dyT + i * dyT_stride, gb);
         }
         if (gw && by_channel)
           weight_gradient_by_channel(in, K, C_out, b.xp, xp_stride, b.dyT, dyT_stride, images, offsets, gw);
@@ -832,7 +840,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     }
     if (dx && !scatter) {
       for (int n = begin; n < end; ++n) {
-        pad_image(dy + n * out_image, C_out, g.out_height(), g.out_width(), q, b.dyp);
+        pad_image(image_dy(n), C_out, g.out_height(), g.out_width(), q, b.dyp);
         forward_image(grad, K, C, b.dyp, packed, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(),
                       b.y_ext);
       }

@@ -14,7 +14,8 @@
 // Conv2d): the output is then max(conv(x) + b, 0) and backward takes the gradient of that.
 // Sequential likewise hands the layer a MaxPool2d(2) that follows it or its fused ReLU (fuse_next):
 // the output is then the pooled one, formed as the convolution writes (kernels::conv2d_maxpool_forward),
-// so the full-size output is never stored; backward sends dy to the windows' winners first.
+// so the full-size output is never stored; nor is the full-size gradient in backward
+// (kernels::conv2d_maxpool_backward reads it from the pooled one and the winners).
 #pragma once
 
 #include <string>
@@ -158,38 +159,32 @@ class Conv2d : public Layer<T> {
 
   /// dx = conv_transpose(dy, weight);  grad_weight += dy (x) columns(x);  grad_bias += sum(dy)
   /// (with a fused ReLU, dy is first masked by y > 0, inside the kernels; with a fused max-pool, dy
-  /// is first sent to the windows' winners, masked there by the pooled output > 0)
-  Tensor<T> backward(const Tensor<T>& dy_given) override {
-    this->check_grad_output(output_.shape(), dy_given);
-    const Tensor<T>* dy_ptr = &dy_given;
-    if (pooled_) {
-      // The fused max-pool's backward first: each gradient to its window's winner, where a fused
-      // ReLU's mask is the pooled output > 0.
-      const Shape full = this->output_shape(input_.shape());
-      unpooled_grad_.resize(full);
-      kernels::maxpool2d_backward(kernels::pool_2x2(int(full[2]), int(full[3])), full[0] * full[1], dy_given.data(),
-                                  argmax_.data(), unpooled_grad_.data(),
-                                  activation_ == kernels::ConvActivation::relu ? output_.data() : nullptr);
-      dy_ptr = &unpooled_grad_;
-    }
-    const Tensor<T>& dy = *dy_ptr;
+  /// is the pooled output's gradient, sent to the windows' winners (masked there by the pooled
+  /// output > 0) inside the kernels as they read it)
+  Tensor<T> backward(const Tensor<T>& dy) override {
+    this->check_grad_output(output_.shape(), dy);
     T* dx = nullptr;
     if (this->needs_input_grad_) {
       grad_input_.resize(input_.shape());
       dx = grad_input_.data();
     }
     // A frozen parameter's gradient is not computed at all (the kernels skip a null gradient).
-    if (groups_ > 1) {
+    T* grad_weight = this->requires_grad("weight") ? grad_weight_.data() : nullptr;
+    T* grad_bias = has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr;
+    const bool relu = activation_ == kernels::ConvActivation::relu;
+    if (groups_ > 1) {  // (never fused)
       kernels::conv2d_grouped_backward(geometry(input_.shape()), int(input_.size(0)), out_channels_, groups_, input_.data(),
-                                       weight_.data(), dy.data(), dx, this->requires_grad("weight") ? grad_weight_.data() : nullptr,
-                                       has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr);
-      return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
+                                       weight_.data(), dy.data(), dx, grad_weight, grad_bias);
+    } else if (pooled_) {
+      kernels::conv2d_maxpool_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
+                                       input_.data(), weight_.data(), dy.data(), argmax_.data(),
+                                       relu ? output_.data() : nullptr, dx, grad_weight, grad_bias, workspace_,
+                                       algorithm_, isa());
+    } else {
+      kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
+                               input_.data(), weight_.data(), dy.data(), dx, grad_weight, grad_bias, workspace_,
+                               algorithm_, relu ? output_.data() : nullptr, isa());
     }
-    kernels::conv2d_backward(geometry(input_.shape()), static_cast<int>(input_.size(0)), out_channels_,
-                             input_.data(), weight_.data(), dy.data(), dx,
-                             this->requires_grad("weight") ? grad_weight_.data() : nullptr,
-                             has_bias_ && this->requires_grad("bias") ? grad_bias_.data() : nullptr, workspace_, algorithm_,
-                             activation_ == kernels::ConvActivation::relu && !pooled_ ? output_.data() : nullptr, isa());
     return this->needs_input_grad_ ? grad_input_ : Tensor<T>();
   }
 
@@ -305,7 +300,6 @@ class Conv2d : public Layer<T> {
   Tensor<T> input_;  // handle to the forward input: backward unfolds it again instead of caching columns
   Tensor<T> output_, grad_input_;
   std::vector<std::int32_t> argmax_;  // the fused max-pool's winners (offsets in their unpooled planes)
-  Tensor<T> unpooled_grad_;  // dy before the fused max-pool
   kernels::Conv2dWorkspace<T> workspace_;
 };
 
