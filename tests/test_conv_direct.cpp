@@ -79,16 +79,20 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       {4, 48, 3, 1, 2, 8, 8},    // 48 = 32 + 16 channels: by channel with a half block on AVX-512
       {7, 11, 3, 1, 3, 6, 6},    // 11 channels, 63 = 5*12 + 3 taps, padding on a small image
       {8, 32, 3, 1, 2, 7, 7},    // 49 pixels by channel: half tiles of 6 pixels on AVX-512
+      {16, 8, 5, 0, 2, 12, 12},  // input gradient by channel (the wide conv2's kind), one channel block
+      {48, 20, 3, 0, 2, 9, 11},  // ... 48 = 32 + 16 input channels (a half block on AVX-512), 63 pixels
   };
   const simd::Isa isa = simd::active_isa();
   INFO("instruction set " << simd::name(isa));
   int scattered = 0, gathered = 0, by_channel = 0, by_pixel = 0, forward_by_channel = 0, half_tiles = 0;
+  int dx_by_channel = 0;
   for (int threads : {1, 2}) {
     set_num_threads(threads);
     for (const auto& row : table) {
       const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, 1, row.p};
       const kernels::direct::DirectPlan plan = kernels::direct::plan(isa, g, row.c_out);
       ++(plan.input_gradient_scatters ? scattered : gathered);
+      dx_by_channel += plan.input_gradient_by_channel;
       forward_by_channel += plan.forward_by_channel && row.c_in * row.k * row.k > plan.forward_chunk_taps;
       half_tiles += plan.forward_by_channel && plan.forward_tile_pixels < plan.tile_rows;
       ++(plan.weight_gradient_by_channel ? by_channel : by_pixel);
@@ -158,7 +162,8 @@ TEST_CASE("Direct conv kernels: forward, finite differences and the im2col path 
       CHECK(relative_difference(to_double(gw), to_double(gw2)) < 1e-5);
     }
   }
-  CHECK(scattered > 0);
+  CHECK(scattered > dx_by_channel);
+  CHECK(dx_by_channel >= 4);  // both rows, on 1 and 2 threads
   CHECK(gathered > 0);
   CHECK(by_channel >= 2);
   CHECK(by_pixel > 0);
@@ -246,6 +251,8 @@ TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[c
     if (!simd::compiled(isa)) continue;  // plans are arithmetic: any compiled set can be asked, run or not
     INFO(simd::name(isa));
     CHECK(kernels::direct::plan(isa, {128, 14, 14, 5, 1, 0}, 16).input_gradient_scatters);
+    CHECK(kernels::direct::plan(isa, {128, 14, 14, 5, 1, 0}, 16).input_gradient_by_channel);  // 100 pixels, not 144-160
+    CHECK_FALSE(kernels::direct::plan(isa, {6, 14, 14, 5, 1, 0}, 16).input_gradient_by_channel);  // the tutorial's
     CHECK_FALSE(kernels::direct::plan(isa, {64, 32, 32, 3, 1, 1}, 64).input_gradient_scatters);
   }
 }

@@ -38,6 +38,7 @@ TEST_CASE("A fused ReLU equals a conv followed by a ReLU, on every kernel path",
   };
   const Row table[] = {
       {6, 16, 5, 1, 0, 3, 12, 12},  // the tutorial's conv2: direct, scattered input gradient
+      {32, 16, 5, 1, 0, 2, 12, 12}, // the wide conv2's kind: input gradient by channel (masked dyT)
       {4, 7, 3, 1, 1, 2, 9, 11},    // 3x3 padding 1: direct, gathered input gradient
       {3, 5, 3, 2, 1, 2, 9, 9},     // stride 2: im2col + GEMM only
   };
@@ -226,6 +227,7 @@ TEST_CASE("The backward of a max-pool fused into the convolution equals the pool
       {8, 20, 3, 1, 1, 5, 7, 9},     // Winograd tiles cut by the edge on both sides
       {9, 16, 3, 1, 0, 2, 11, 13},   // padding 0: dy padded by 2 for the input gradient
       {6, 16, 5, 1, 0, 3, 14, 14},   // 5x5 (the tutorial's conv2 shape): direct or im2col only
+      {32, 16, 5, 1, 0, 2, 14, 14},  // the wide conv2's kind: the direct input gradient by channel
       {3, 5, 3, 2, 1, 2, 9, 9},      // stride 2: im2col + GEMM
   };
   for (int threads : {1, 2}) {

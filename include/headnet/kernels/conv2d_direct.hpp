@@ -72,6 +72,7 @@ struct DirectPlan {
   bool forward_by_channel;          ///< the forward keeps channels along the vector
   bool weight_gradient_by_channel;  ///< the weight gradient keeps channels along the vector
   bool input_gradient_scatters;     ///< the input gradient scatters rather than gathers
+  bool input_gradient_by_channel;   ///< ... and scatters with input channels along the vector
 };
 
 /// n rounded up to a multiple of m.

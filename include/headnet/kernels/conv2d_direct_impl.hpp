@@ -482,6 +482,28 @@ inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_ou
                                C_out, gradT + co);
 }
 
+#if HEADNET_ISA_X86
+// out[j * ld + i] = r[i][j] for i, j < 8: the 8 x 8 block r, transposed, stored as 8 rows of 8.
+inline void store_transposed_8x8(const __m256* r, float* out, std::int64_t ld) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  _mm256_storeu_ps(out + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(out + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(out + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(out + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(out + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(out + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(out + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(out + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
 // dy (C_out, P) -> dyT (P, C_out) in blocks of channel_block channels (a last block of W), masked
 // by relu_output > 0 when given; adds the sums over P to grad_bias when given. On x86, in 8 x 8
 // blocks through 256-bit registers: a scalar transpose of the wide conv1's 128 x 784 dy per image
@@ -511,25 +533,7 @@ inline void transpose_grad_output(int C_out, std::int64_t P, const float* dy, co
         }
         sums[c] = _mm256_add_ps(sums[c], r[c]);
       }
-      // 8 x 8 transpose: rows are channels, columns pixels.
-      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      float* out = at(p0, co0);
-      const std::int64_t ld = width(co0);
-      _mm256_storeu_ps(out + 0 * ld, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(out + 1 * ld, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(out + 2 * ld, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(out + 3 * ld, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(out + 4 * ld, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(out + 5 * ld, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(out + 6 * ld, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(out + 7 * ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+      store_transposed_8x8(r, at(p0, co0), width(co0));  // rows were channels, now pixels
     }
     for (int c = 0; c < 8; ++c) {
       alignas(32) float lanes[8];
@@ -625,6 +629,128 @@ inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, i
                   sizeof(float) * std::size_t(Wd));
 }
 
+// The input gradient by channel, for the layers the scatter serves whose input channels fill whole
+// registers: the scatter computes every pixel of dy's extended rows (160 for the 100 real ones of
+// the wide network's conv2, 14x14 -> 10x10 at 5x5), this only the real ones, with the input
+// channels along the vector:
+//   dxT[base(p) + tap][c] += sum_co dyT[p][co] * weight[co][c][tap]
+// dyT is the output gradient by pixel (transpose_grad_output, made for the weight gradient by
+// channel anyway), base(p) output pixel p's place in the padded input, and dxT the padded input's
+// gradient by pixel, transposed into dx at the end. A tile is PB pixels x NV registers of channels
+// at one tap: per output channel, PB broadcasts of dyT, NV loads of weights and PB NV FMAs, then
+// PB NV read-modify-writes to PB different pixels.
+//
+// Packed weights: for each block of channel_block input channels, for each tap, for each output
+// channel, the block's weights weight[co][c0 + j][tap].
+inline void pack_scatter_weights_by_channel(const float* weight, int C_out, int C, int K, float* packed) {
+  const std::int64_t KK = std::int64_t(K) * K;
+  for (int c0 = 0; c0 < C; c0 += channel_block) {
+    const int width = std::min(channel_block, C - c0);
+    for (std::int64_t tap = 0; tap < KK; ++tap)
+      for (int co = 0; co < C_out; ++co)
+        for (int j = 0; j < width; ++j) *packed++ = weight[(std::int64_t(co) * C + c0 + j) * KK + tap];
+  }
+}
+
+// dxT[(base[p0 + j]) * C + (0, NV W)] += the tile's sums, for j < PB; dxT points at the tap's offset
+// and the channel block's first channel, w at the block's weights for the tap ([co][width]).
+template <int PB, int NV>
+inline void input_tile_by_channel(const float* dyT, std::int64_t P, int C_out, std::int64_t p0, const float* w,
+                                  int width, const std::int64_t* base, int C, float* dxT) {
+#define HEADNET_DECLARE(j) reg acc##j##0 = V::zero(), acc##j##1 = V::zero();
+  HEADNET_FOR_ROWS(HEADNET_DECLARE)
+#undef HEADNET_DECLARE
+  for (int co0 = 0; co0 < C_out; co0 += channel_block) {
+    const int block = std::min(channel_block, C_out - co0);  // dyT's layout: see transpose_grad_output
+    const float* d = dyT + std::int64_t(co0) * P + p0 * block;
+    for (int k = 0; k < block; ++k, w += width) {
+      reg w0 = V::loadu(w), w1 = NV > 1 ? V::loadu(w + W) : w0;
+      V::pin(w0);
+      V::pin(w1);
+#define HEADNET_FMA(j)                                                                             \
+  if constexpr (PB > j) {                                                                          \
+    const reg dj = V::broadcast(d + j * block + k);                                                \
+    acc##j##0 = V::fma(dj, w0, acc##j##0);                                                         \
+    if constexpr (NV > 1) acc##j##1 = V::fma(dj, w1, acc##j##1);                                   \
+  }
+      HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+    }
+  }
+#define HEADNET_ADD(j)                                                                             \
+  if constexpr (PB > j) {                                                                          \
+    float* dst = dxT + base[p0 + j] * C;                                                           \
+    V::storeu(dst, V::add(V::loadu(dst), acc##j##0));                                              \
+    if constexpr (NV > 1) V::storeu(dst + W, V::add(V::loadu(dst + W), acc##j##1));               \
+  }
+  HEADNET_FOR_ROWS(HEADNET_ADD)
+#undef HEADNET_ADD
+}
+
+template <int PB>
+inline void input_tile_by_channel_one(const float* dyT, std::int64_t P, int C_out, std::int64_t p0, const float* w,
+                                      int width, const std::int64_t* base, int C, float* dxT) {
+  input_tile_by_channel<PB, 1>(dyT, P, C_out, p0, w, width, base, C, dxT);
+}
+template <int PB>
+inline void input_tile_by_channel_two(const float* dyT, std::int64_t P, int C_out, std::int64_t p0, const float* w,
+                                      int width, const std::int64_t* base, int C, float* dxT) {
+  input_tile_by_channel<PB, 2>(dyT, P, C_out, p0, w, width, base, C, dxT);
+}
+
+// dx (C, H, W) of one image from its dyT (P, C_out, in transpose_grad_output's blocks) by channel.
+// base: output pixel p's place in the padded input (H_out W_out entries); dxT: scratch of
+// in.size() floats; `packed` from pack_scatter_weights_by_channel.
+inline void input_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, int pad, const float* dyT,
+                                      const float* packed, const std::int64_t* base, float* dxT, float* dx) {
+  const int C = in.channels, H_out = in.height - K + 1, W_out = in.width - K + 1;
+  const std::int64_t P = std::int64_t(H_out) * W_out, KK = std::int64_t(K) * K;
+  std::fill(dxT, dxT + in.size(), 0.0f);
+  for (int c0 = 0; c0 < C; c0 += channel_block) {
+    const int width = std::min(channel_block, C - c0);  // a whole number of registers (C fills them)
+    for (int kh = 0; kh < K; ++kh)
+      for (int kw = 0; kw < K; ++kw) {
+        const float* w = packed + std::int64_t(c0) * KK * C_out + (std::int64_t(kh) * K + kw) * C_out * width;
+        float* dst = dxT + (std::int64_t(kh) * in.width + kw) * C + c0;
+        for (std::int64_t p0 = 0; p0 < P; p0 += tile_rows) {
+          const int rows = int(std::min<std::int64_t>(tile_rows, P - p0));
+          if (width == channel_block) {
+            HEADNET_DISPATCH_ROWS(input_tile_by_channel_two, rows, dyT, P, C_out, p0, w, width, base, C, dst)
+          } else {
+            HEADNET_DISPATCH_ROWS(input_tile_by_channel_one, rows, dyT, P, C_out, p0, w, width, base, C, dst)
+          }
+        }
+      }
+  }
+  // dxT (padded pixels, C) -> dx (C, H, W), the padding cropped away.
+  const int H = in.height - 2 * pad, Wd = in.width - 2 * pad;
+  const std::int64_t plane = std::int64_t(H) * Wd;
+  for (int h = 0; h < H; ++h) {
+    const float* row = dxT + (std::int64_t(h + pad) * in.width + pad) * C;  // pixel w's channels at row + w C
+    int w0 = 0;
+#if HEADNET_ISA_X86
+    for (; Wd >= 8 && w0 < Wd; w0 += 8) {  // 8 pixels x 8 channels at a time; the last block moved back
+      w0 = std::min(w0, Wd - 8);
+      for (int c = 0; c < C; c += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(row + std::int64_t(w0 + i) * C + c);
+        store_transposed_8x8(r, dx + c * plane + std::int64_t(h) * Wd + w0, plane);
+      }
+    }
+#endif
+    for (; w0 < Wd; ++w0)
+      for (int c = 0; c < C; ++c) dx[c * plane + std::int64_t(h) * Wd + w0] = row[std::int64_t(w0) * C + c];
+  }
+}
+
+// Whether the input gradient by channel applies where the scatter was chosen: input channels in
+// whole registers (on x86 also a multiple of 8, for the 8 x 8 transposes) and fewer pixels than the
+// scatter's extended rows.
+inline bool input_gradient_by_channel_applies(const PaddedGeometry& in, int K) {
+  const std::int64_t P = std::int64_t(in.height - K + 1) * (in.width - K + 1);
+  return channels_fill_registers(in.channels) && in.channels % 8 == 0 && P < grad_length(in, K);
+}
+
 // Whether the input gradient scatters (above) rather than gathers (the "full" convolution): the
 // scatter visits C*K*K rows x grad_length pixels x C_out, the gather C x the extended length of dy
 // padded by K-1-pad x C_out*K*K. Equal for 3x3 padding-1 layers, where the gather's plain loads
@@ -654,7 +780,8 @@ inline DirectPlan plan(const ConvGeometry& g, int C_out) {
                     forward_pixels_by_channel(g.out_pixels()),
                     forward_by_channel_applies(in, g.kernel_size, C_out),
                     weight_gradient_by_channel_applies(C_out),
-                    input_gradient_scatters(g, C_out)};
+                    input_gradient_scatters(g, C_out),
+                    input_gradient_scatters(g, C_out) && input_gradient_by_channel_applies(in, g.kernel_size)};
 }
 
 // The forward of N images: y = conv(x) + bias, then ReLU if relu.
@@ -749,6 +876,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // The input gradient scatters from dy_ext (built for the weight gradient anyway) or gathers
   // from dy padded by q, whichever does less work (prefer_scatter).
   const bool scatter = dx && prefer_scatter(in, grad, K);
+  const bool dx_by_channel = scatter && input_gradient_by_channel_applies(in, K);  // a kind of scatter
   const bool by_channel = grad_weight && weight_gradient_by_channel_applies(C_out);
   const std::int64_t P = g.out_pixels();
   if (relu_output && dx && !scatter) throw std::logic_error("direct::conv2d_backward: a fused ReLU needs dy_ext");
@@ -757,7 +885,9 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   if (dx) {
     const int blocks = (C + forward_channels - 1) / forward_channels;
     packed = ws.packed_weight(std::int64_t(blocks) * forward_channels * R_grad);
-    if (scatter) {
+    if (dx_by_channel) {
+      pack_scatter_weights_by_channel(weight, C_out, C, K, packed);
+    } else if (scatter) {
       pack_scatter_weights(weight, C_out, C, K, packed);
     } else {
       tap_offsets(grad, K, grad_offsets);
@@ -773,7 +903,14 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     for (int c = 0; c < chunks; ++c) ws.chunk_partial(c, weight_size + C_out);  // grown outside the threads
   // Groups of images whose padded inputs and dy (extended or transposed) fit in about 256 KiB
   // (L2), so that each weight tile sums a whole group in registers while the group stays in cache.
-  const bool extend = scatter || (grad_weight && !by_channel), transpose = grad_weight && by_channel;
+  const bool extend = (scatter && !dx_by_channel) || (grad_weight && !by_channel);
+  const bool transpose = (grad_weight && by_channel) || dx_by_channel;
+  std::int64_t* pixel_bases = nullptr;  // output pixel p's place in the padded input, for dx by channel
+  if (dx_by_channel) {
+    pixel_bases = ws.pixel_bases(0, P);
+    for (int oh = 0; oh < g.out_height(); ++oh)
+      for (int ow = 0; ow < g.out_width(); ++ow) pixel_bases[oh * g.out_width() + ow] = std::int64_t(oh) * in.width + ow;
+  }
   const std::int64_t xp_stride = round_up(in.size() + slack, 2 * W), dy_stride = extend ? C_out * Ln : 0;
   const std::int64_t dyT_stride = transpose ? round_up(C_out * P, 2 * W) : 0;
   const std::int64_t group_bytes = 4 * ((grad_weight ? xp_stride : 0) + dy_stride + dyT_stride);
@@ -832,7 +969,11 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
           weight_gradient_by_channel(in, K, C_out, b.xp, xp_stride, b.dyT, dyT_stride, images, offsets, gw);
         else if (gw)
           weight_gradient(in, K, C_out, b.xp, xp_stride, b.dy_ext, dy_stride, images, offsets, gw);
-        if (scatter)
+        if (dx_by_channel)
+          for (int i = 0; i < images; ++i)
+            input_gradient_by_channel(in, K, C_out, g.padding, b.dyT + i * dyT_stride, packed, pixel_bases, b.dxp,
+                                      dx + std::int64_t(n0 + i) * g.image_size());
+        else if (scatter)
           for (int i = 0; i < images; ++i)
             input_gradient_scatter(in, K, C_out, g.padding, b.dy_ext + i * dy_stride, packed, b.dxp,
                                    dx + std::int64_t(n0 + i) * g.image_size());
