@@ -5,6 +5,9 @@
 //
 // For each (network, batch, threads): a warm-up of --warmup steps, then --repeats timed runs of
 // --steps steps each; prints the median and the spread, and with --json the raw figures.
+// OpenMP's idle spinning is bounded as the trainers bound it (bound_openmp_spinning,
+// core/parallel.hpp), so that the figures are the trainers'; OMP_WAIT_POLICY or GOMP_SPINCOUNT, or
+// HEADNET_KEEP_OPENMP_SPIN=1 for libgomp's default, choose otherwise.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <headnet/models/tutorial_net.hpp>
 
 int main(int argc, char** argv) {
+  headnet::bound_openmp_spinning(argv);  // measure what the trainers run
   CLI::App app{"Training throughput of the tutorial network and its wide variant", "headnet-train-throughput"};
   std::vector<std::string> nets{"tutorial", "wide"};
   std::vector<int> batches{4, 32, 128}, thread_counts{1, 2};
