@@ -213,64 +213,21 @@ void check_pooled_backward_equals_apart(const kernels::ConvGeometry& g, int N, i
   }
 }
 
-}  // namespace
-
-TEST_CASE("The backward of a max-pool fused into the convolution equals the pool's then the conv's, on every path",
-          "[conv2d][fusion][maxpool2d]") {
+// The layers both max-pool fusion tests run, each with its inputs, on 1 and 2 threads and every
+// algorithm: check(g, row, x, weight, bias, algorithm) is called inside INFO naming them.
+struct PooledConvRow {
+  int c_in, c_out, k, stride, pad, n, h, w;
+};
+template <typename Check>
+void for_each_pooled_conv(Check&& check) {
   using kernels::ConvAlgorithm;
-  struct Row {
-    int c_in, c_out, k, stride, pad, n, h, w;
-  };
-  const Row table[] = {
-      {24, 64, 3, 1, 1, 3, 31, 31},  // the fast recipe's first block: odd 31x31, last row and column get 0
+  const PooledConvRow table[] = {
+      {24, 64, 3, 1, 1, 3, 31, 31},  // the fast recipe's first block: odd 31x31, last row and column dropped
       {16, 32, 3, 1, 1, 2, 8, 14},   // even outputs, whole 4x4 tiles
       {8, 20, 3, 1, 1, 5, 7, 9},     // Winograd tiles cut by the edge on both sides
       {9, 16, 3, 1, 0, 2, 11, 13},   // padding 0: dy padded by 2 for the input gradient
       {6, 16, 5, 1, 0, 3, 14, 14},   // 5x5 (the tutorial's conv2 shape): direct or im2col only
       {32, 16, 5, 1, 0, 2, 14, 14},  // the wide conv2's kind: the direct input gradient by channel
-      {3, 5, 3, 2, 1, 2, 9, 9},      // stride 2: im2col + GEMM
-  };
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    for (const auto& row : table) {
-      const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, row.stride, row.pad};
-      Generator gen(std::uint64_t(row.c_in * 5 + row.w));
-      const std::size_t x_size = std::size_t(row.n * g.image_size()), w_size = std::size_t(row.c_out * g.patch_size());
-      std::vector<float> x(x_size), weight(w_size), bias(std::size_t(row.c_out));
-      for (auto* v : {&x, &weight, &bias})
-        for (float& e : *v) e = float(gen.uniform(-1, 1));
-      for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::direct, ConvAlgorithm::im2col_gemm,
-                             ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_3x3, ConvAlgorithm::winograd_2x2}) {
-        INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", stride " << row.stride << ", padding "
-                       << row.pad << ") on " << row.h << "x" << row.w << ", " << kernels::name(algorithm) << ", "
-                       << threads << " threads");
-        for (auto activation : {kernels::ConvActivation::none, kernels::ConvActivation::relu})
-          for (bool nan : {false, true})
-            check_pooled_backward_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, activation, nan);
-        // Ties (zero weights: each window's first element wins).
-        check_pooled_backward_equals_apart(g, row.n, row.c_out, x, std::vector<float>(w_size, 0.0f), bias, algorithm,
-                                           kernels::ConvActivation::none, false);
-      }
-      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
-      for (auto algorithm : {ConvAlgorithm::automatic, ConvAlgorithm::winograd_4x4, ConvAlgorithm::winograd_2x2})
-        check_pooled_backward_equals_apart(g, row.n, row.c_out, xd, wd, bd, algorithm, kernels::ConvActivation::relu,
-                                           false);
-    }
-  }
-  set_num_threads(2);
-}
-
-TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, on every kernel path",
-          "[conv2d][fusion][maxpool2d]") {
-  using kernels::ConvAlgorithm;
-  struct Row {
-    int c_in, c_out, k, stride, pad, n, h, w;
-  };
-  const Row table[] = {
-      {24, 64, 3, 1, 1, 3, 31, 31},  // the fast recipe's first block: 31x31 outputs, odd, last row dropped
-      {16, 32, 3, 1, 1, 2, 8, 14},   // even outputs, whole 4x4 tiles
-      {8, 20, 3, 1, 1, 5, 7, 9},     // Winograd tiles cut by the edge on both sides
-      {6, 16, 5, 1, 0, 3, 14, 14},   // 5x5: direct or im2col only
       {3, 5, 3, 2, 1, 2, 9, 9},      // stride 2: im2col + GEMM, pooled after the whole output
   };
   for (int threads : {1, 2}) {
@@ -289,24 +246,53 @@ TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, 
                        << kernels::select_conv_path<float>(g, row.c_out, kernels::ConvPass::forward, algorithm,
                                                            simd::active_isa(), row.n).name()
                        << "), " << threads << " threads");
-        check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm);
-        check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, kernels::ConvActivation::relu);
-        // Ties (zero weights: every output is its bias) go to the first of a window, and a NaN
-        // wins over numbers, as in MaxPool2d.
-        const std::vector<float> zero(w_size, 0.0f);
-        check_pooled_equals_apart(g, row.n, row.c_out, x, zero, bias, algorithm);
-        std::vector<float> with_nan(x);
-        with_nan[x_size / 3] = std::nanf("");
-        check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm);
-        check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm, kernels::ConvActivation::relu);
+        check(g, row, x, weight, bias, algorithm);
       }
-      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
-      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::automatic);  // double: im2col
-      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::winograd_4x4);
-      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, ConvAlgorithm::automatic, kernels::ConvActivation::relu);
     }
   }
   set_num_threads(2);
+}
+
+}  // namespace
+
+TEST_CASE("The backward of a max-pool fused into the convolution equals the pool's then the conv's, on every path",
+          "[conv2d][fusion][maxpool2d]") {
+  for_each_pooled_conv([](const kernels::ConvGeometry& g, const PooledConvRow& row, const std::vector<float>& x,
+                          const std::vector<float>& weight, const std::vector<float>& bias,
+                          kernels::ConvAlgorithm algorithm) {
+    for (auto activation : {kernels::ConvActivation::none, kernels::ConvActivation::relu})
+      for (bool nan : {false, true})
+        check_pooled_backward_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, activation, nan);
+    // Ties (zero weights: each window's first element wins).
+    check_pooled_backward_equals_apart(g, row.n, row.c_out, x, std::vector<float>(weight.size(), 0.0f), bias, algorithm,
+                                       kernels::ConvActivation::none, false);
+    if (algorithm == kernels::ConvAlgorithm::automatic || algorithm == kernels::ConvAlgorithm::winograd_4x4) {
+      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
+      check_pooled_backward_equals_apart(g, row.n, row.c_out, xd, wd, bd, algorithm, kernels::ConvActivation::relu, false);
+    }
+  });
+}
+
+TEST_CASE("A max-pool fused into the convolution equals the conv then the pool, on every kernel path",
+          "[conv2d][fusion][maxpool2d]") {
+  for_each_pooled_conv([](const kernels::ConvGeometry& g, const PooledConvRow& row, const std::vector<float>& x,
+                          const std::vector<float>& weight, const std::vector<float>& bias,
+                          kernels::ConvAlgorithm algorithm) {
+    check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm);
+    check_pooled_equals_apart(g, row.n, row.c_out, x, weight, bias, algorithm, kernels::ConvActivation::relu);
+    // Ties (zero weights: every output is its bias) go to the first of a window, and a NaN
+    // wins over numbers, as in MaxPool2d.
+    check_pooled_equals_apart(g, row.n, row.c_out, x, std::vector<float>(weight.size(), 0.0f), bias, algorithm);
+    std::vector<float> with_nan(x);
+    with_nan[x.size() / 3] = std::nanf("");
+    check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm);
+    check_pooled_equals_apart(g, row.n, row.c_out, with_nan, weight, bias, algorithm, kernels::ConvActivation::relu);
+    if (algorithm == kernels::ConvAlgorithm::automatic || algorithm == kernels::ConvAlgorithm::winograd_4x4) {
+      std::vector<double> xd(x.begin(), x.end()), wd(weight.begin(), weight.end()), bd(bias.begin(), bias.end());
+      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, algorithm);  // double: im2col, or Winograd on the GEMM
+      check_pooled_equals_apart(g, row.n, row.c_out, xd, wd, bd, algorithm, kernels::ConvActivation::relu);
+    }
+  });
 }
 
 TEST_CASE("Sequential fuses a MaxPool2d(2) into the Conv2d before it (and its ReLU) and computes the same network",

@@ -22,7 +22,9 @@
 // W = 16, R = 12), the forward keeps R output channels x 2W pixels and per tap loads 2 input vectors
 // and broadcasts R weights; the weight gradient keeps 2 output channels x R taps x W pixels; the
 // scatter keeps R input channels x 2W pixels at one tap. Layers whose output channels fill whole
-// registers run the forward and weight gradient "by channel", with channels along the vector.
+// registers run the forward and weight gradient "by channel", with channels along the vector; a
+// scattered input gradient whose input channels fill registers runs by channel too (real pixels
+// only; input_gradient_by_channel).
 //
 // Only for float and stride 1; supported(isa, ...) says when, and kernels/conv2d.hpp falls back to
 // im2col + GEMM otherwise. Which instruction set runs is chosen at run time (simd/isa.hpp).

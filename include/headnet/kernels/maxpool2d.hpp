@@ -317,26 +317,22 @@ void maxpool2d_backward(const PoolGeometry& g, std::int64_t planes, const T* dy,
 /// The gradient of a convolution's full output when a 2x2 max-pool was fused into it (Conv2d with a
 /// MaxPool2d(2) after it): the pooled output's gradient dy, the winners (argmax, as PooledOutput's)
 /// and, for a ReLU fused before the pool, the pooled output (its mask). It stands for the full-size
-/// gradient maxpool2d_backward would write, which conv2d_maxpool_backward (conv2d.hpp) never
-/// stores: at() is one of its values, unpool_image() one image of it.
+/// gradient maxpool2d_backward would write (conv2d_maxpool_backward in conv2d.hpp): unpool() writes
+/// some of its planes, value() is what reaches one winner.
 template <typename T>
 struct PooledGradient {
   const T* dy = nullptr;  ///< (N, C, height / 2, width / 2); null: no pooled gradient
   const std::int32_t* argmax = nullptr;  ///< the winners' offsets in their full planes, same shape
   const T* relu_output = nullptr;  ///< the pooled output when a ReLU came before the pool, else null
-  int height = 0, width = 0;  ///< the full planes' size (the convolution's output)
+  int height = 0;  ///< rows of the full planes (the convolution's output)
+  int width = 0;  ///< columns of the full planes
 
+  /// The pool's window over the full planes.
   PoolGeometry geometry() const { return pool_2x2(height, width); }
+  /// Values per pooled plane.
   std::int64_t pooled_plane() const { return std::int64_t(height / 2) * (width / 2); }
   /// The gradient that reaches pooled output o (the plane's cells in a row): 0 where the ReLU's mask is off.
   T value(std::int64_t o) const { return !relu_output || relu_output[o] > T(0) ? dy[o] : T(0); }
-  /// The full-size gradient at (r, c), inside full plane `plane` (image n, channel k: n * C + k).
-  T at(std::int64_t plane, int r, int c) const {
-    const int pooled_height = height / 2, pooled_width = width / 2;
-    if (r >= 2 * pooled_height || c >= 2 * pooled_width) return T(0);  // a last odd row or column
-    const std::int64_t o = plane * pooled_plane() + std::int64_t(r >> 1) * pooled_width + (c >> 1);
-    return argmax[o] == r * width + c ? value(o) : T(0);
-  }
   /// The full-size gradient of `planes` planes from `first` (one image's channels), into out.
   void unpool(std::int64_t first, std::int64_t planes, T* out) const {
     const PoolGeometry g = geometry();
