@@ -291,3 +291,140 @@ TEST_CASE("Conv2d says which kernels it ran, and set_isa forces another instruct
   CHECK(conv.isa() == simd::active_isa());
   CHECK_THROWS_WITH(simd::parse_isa("sse9"), Catch::Contains("portable, avx2 or avx512"));
 }
+
+TEST_CASE("With fewer images than threads the direct kernels share out channels, to the same bits",
+          "[conv2d][direct]") {
+  // detail::channel_parts cuts each image (forward, input gradient) or chunk (weight gradient) into
+  // parts of whole register tiles of channels when the batch alone cannot feed the threads; each
+  // output is then computed exactly as on one thread. Every kernel variant is on the list (direct::plan):
+  // forward by pixel and by channel, input gradient gathered, scattered and by channel, weight
+  // gradient by pixel (an odd channel count: a last tile of one) and by channel; and the fused ReLU
+  // and max-pool, forward and backward.
+  struct Row {
+    int c_in, c_out, k, p, h, w;
+  };
+  const Row table[] = {
+      {25, 13, 3, 1, 9, 13},  // gathered input gradient, weight gradient by pixel with a last single channel
+      {13, 16, 5, 0, 14, 14}, // the tutorial's conv2 shape, wider: scattered input gradient, forward by channel
+      {16, 8, 5, 0, 12, 12},  // input gradient by channel, one channel block
+      {48, 32, 3, 0, 7, 9},   // ... several channel blocks; weight gradient by channel
+      {5, 48, 3, 1, 8, 8},    // forward and weight gradient by channel over several blocks
+  };
+  const simd::Isa isa = simd::active_isa();
+  INFO("instruction set " << simd::name(isa));
+  using kernels::ConvActivation;
+  // These layers are far smaller than the least work worth a part; let every tile be one here.
+  struct LeastPartWork {
+    std::int64_t keep = kernels::detail::part_multiply_adds();
+    LeastPartWork() { kernels::detail::part_multiply_adds() = 1; }
+    ~LeastPartWork() { kernels::detail::part_multiply_adds() = keep; }
+  } least_part_work;
+  int split = 0;
+  for (const auto& row : table) {
+    const kernels::ConvGeometry g{row.c_in, row.h, row.w, row.k, 1, row.p};
+    const kernels::PoolGeometry pool = kernels::pool_2x2(g.out_height(), g.out_width());
+    for (int n : {1, 3}) {
+      INFO("Conv2d(" << row.c_in << ", " << row.c_out << ", " << row.k << ", padding " << row.p << ") on (" << n
+                     << ", " << row.c_in << ", " << row.h << ", " << row.w << ")");
+      Generator gen(std::uint64_t(row.c_in * 13 + row.c_out + n));
+      const std::size_t x_size = std::size_t(n * g.image_size()), w_size = std::size_t(row.c_out * g.patch_size());
+      const std::size_t y_size = std::size_t(n) * std::size_t(row.c_out * g.out_pixels());
+      const std::size_t pooled_size = std::size_t(n) * std::size_t(row.c_out * pool.out_height() * pool.out_width());
+      std::vector<float> x(x_size), weight(w_size), bias(std::size_t(row.c_out)), dy(y_size), pooled_dy(pooled_size);
+      for (auto* v : {&x, &weight, &bias, &dy, &pooled_dy})
+        for (float& e : *v) e = float(gen.uniform(-1, 1));
+      // Everything the kernels compute for this batch on `threads` threads.
+      struct Results {
+        std::vector<float> y, relu_y, dx, gw, gb, relu_dx, relu_gw, pooled_y, pooled_dx, pooled_gw, pooled_gb;
+        std::vector<std::int32_t> argmax;
+      };
+      auto run = [&](int threads) {
+        set_num_threads(threads);
+        kernels::Conv2dWorkspace<float> ws;
+        Results r{std::vector<float>(y_size), std::vector<float>(y_size), std::vector<float>(x_size, -1.0f),
+                  std::vector<float>(w_size, 0.5f), std::vector<float>(bias.size(), 0.5f),
+                  std::vector<float>(x_size, -1.0f), std::vector<float>(w_size, 0.0f),
+                  std::vector<float>(pooled_size), std::vector<float>(x_size, -1.0f),
+                  std::vector<float>(w_size, 0.0f), std::vector<float>(bias.size(), 0.0f),
+                  std::vector<std::int32_t>(pooled_size)};
+        const auto direct = kernels::ConvAlgorithm::direct;
+        kernels::conv2d_forward(g, n, row.c_out, x.data(), weight.data(), bias.data(), r.y.data(), ws, direct);
+        kernels::conv2d_forward(g, n, row.c_out, x.data(), weight.data(), bias.data(), r.relu_y.data(), ws, direct,
+                                ConvActivation::relu);
+        kernels::conv2d_backward(g, n, row.c_out, x.data(), weight.data(), dy.data(), r.dx.data(), r.gw.data(),
+                                 r.gb.data(), ws, direct);
+        kernels::conv2d_backward(g, n, row.c_out, x.data(), weight.data(), dy.data(), r.relu_dx.data(),
+                                 r.relu_gw.data(), static_cast<float*>(nullptr), ws, direct, r.relu_y.data());
+        kernels::conv2d_maxpool_forward(g, n, row.c_out, x.data(), weight.data(), bias.data(),
+                                        kernels::PooledOutput<float>{r.pooled_y.data(), r.argmax.data()}, ws, direct,
+                                        ConvActivation::relu);
+        kernels::conv2d_maxpool_backward(g, n, row.c_out, x.data(), weight.data(), pooled_dy.data(), r.argmax.data(),
+                                         r.pooled_y.data(), r.pooled_dx.data(), r.pooled_gw.data(), r.pooled_gb.data(),
+                                         ws, direct);
+        return r;
+      };
+      const Results one = run(1);
+      {  // one thread's results hold to the im2col path (the table above checks more)
+        kernels::Conv2dWorkspace<float> ws;
+        std::vector<float> y(y_size), dx(x_size), gw(w_size, 0.5f), gb(bias.size(), 0.5f);
+        const auto im2col = kernels::ConvAlgorithm::im2col_gemm;
+        kernels::conv2d_forward(g, n, row.c_out, x.data(), weight.data(), bias.data(), y.data(), ws, im2col);
+        kernels::conv2d_backward(g, n, row.c_out, x.data(), weight.data(), dy.data(), dx.data(), gw.data(), gb.data(),
+                                 ws, im2col);
+        CHECK(relative_difference(to_double(one.y), to_double(y)) < 1e-5);
+        CHECK(relative_difference(to_double(one.dx), to_double(dx)) < 1e-5);
+        CHECK(relative_difference(to_double(one.gw), to_double(gw)) < 1e-5);
+        CHECK(relative_difference(to_double(one.gb), to_double(gb)) < 1e-5);
+      }
+      for (int threads : {2, 3, 8}) {
+        INFO(threads << " threads");
+        // Parts are cut where the images (forward) or the weight gradient's chunks are fewer than
+        // the threads: all but 3 images on 2 or 3 threads.
+        split += kernels::detail::channel_parts(n, row.c_out, threads, 1 << 30) > 1;
+        const Results many = run(threads);
+        CHECK(many.y == one.y);
+        CHECK(many.relu_y == one.relu_y);
+        CHECK(many.dx == one.dx);
+        CHECK(many.gw == one.gw);
+        CHECK(many.gb == one.gb);
+        CHECK(many.relu_dx == one.relu_dx);
+        CHECK(many.relu_gw == one.relu_gw);
+        CHECK(many.pooled_y == one.pooled_y);
+        CHECK(many.argmax == one.argmax);
+        CHECK(many.pooled_dx == one.pooled_dx);
+        CHECK(many.pooled_gw == one.pooled_gw);
+        CHECK(many.pooled_gb == one.pooled_gb);
+      }
+    }
+  }
+  set_num_threads(2);
+  CHECK(split == 20);  // 1 image on 2, 3 and 8 threads, 3 images on 8, for each of the 5 rows
+}
+
+TEST_CASE("channel_parts and channel_range cut channels into whole tiles that cover them once", "[conv2d][direct]") {
+  using kernels::detail::channel_parts;
+  using kernels::detail::channel_range;
+  const std::int64_t large = std::int64_t(1) << 40, least = kernels::detail::part_multiply_adds();
+  CHECK(channel_parts(4, 10, 2, large) == 1);   // the batch feeds 2 threads
+  CHECK(channel_parts(1, 10, 2, large) == 2);   // one image: its channels in 2 parts
+  CHECK(channel_parts(4, 10, 16, large) == 4);  // batch 4 on 16 threads: 4 parts each, 16 units
+  CHECK(channel_parts(3, 10, 16, large) == 6);
+  CHECK(channel_parts(1, 3, 16, large) == 3);       // no more parts than tiles
+  CHECK(channel_parts(1, 10, 16, 3 * least) == 3);  // nor than the work pays for
+  CHECK(channel_parts(1, 10, 16, least - 1) == 1);
+  for (int channels : {1, 5, 16, 25, 128})
+    for (int block : {2, 6, 16})
+      for (int parts = 1; parts <= 9; ++parts) {
+        INFO(channels << " channels, blocks of " << block << ", " << parts << " parts");
+        int next = 0;
+        for (int part = 0; part < parts; ++part) {
+          const auto range = channel_range(channels, block, part, parts);
+          CHECK(range.begin == (range.empty() ? range.begin : next));
+          if (range.empty()) continue;
+          CHECK(range.begin % block == 0);
+          CHECK((range.end == channels || range.end % block == 0));
+          next = range.end;
+        }
+        CHECK(next == channels);
+      }
+}

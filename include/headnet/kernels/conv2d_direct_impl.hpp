@@ -236,16 +236,17 @@ inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const
 }
 
 // grad_weight (C_out, R) += sum over `images` images of dy_ext (x) xp (see weight_tile for the
-// strides). xp must have `slack` zeros after each image.
-inline void weight_gradient(const PaddedGeometry& in, int K, int C_out, const float* xp, std::int64_t xp_stride,
-                            const float* dy_ext, std::int64_t dy_stride, int images, const std::int64_t* offsets,
-                            float* grad_weight) {
+// strides), for the output channels [co_begin, co_end) (co_begin a multiple of grad_channels). xp
+// must have `slack` zeros after each image.
+inline void weight_gradient(const PaddedGeometry& in, int K, int co_begin, int co_end, const float* xp,
+                            std::int64_t xp_stride, const float* dy_ext, std::int64_t dy_stride, int images,
+                            const std::int64_t* offsets, float* grad_weight) {
   const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = grad_length(in, K);
-  int co = 0;
-  for (; co + grad_channels <= C_out; co += grad_channels)
+  int co = co_begin;
+  for (; co + grad_channels <= co_end; co += grad_channels)
     weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
                                              grad_weight + co * R);
-  if (C_out - co == 1)
+  if (co_end - co == 1)
     weight_tiles_for_channels<1>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
                                  grad_weight + co * R);
 }
@@ -465,19 +466,21 @@ inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, con
   }
 }
 
-// gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel). C_out
-// must fill whole registers; dyT rows aligned.
-inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, const float* xp,
-                                       std::int64_t xp_stride, const float* dyT, std::int64_t dyT_stride, int images,
-                                       const std::int64_t* offsets, float* gradT) {
+// gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel), for the
+// output channels [co_begin, co_end) (co_begin a multiple of channel_block). C_out must fill whole
+// registers; dyT rows aligned.
+inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, int co_begin, int co_end,
+                                       const float* xp, std::int64_t xp_stride, const float* dyT,
+                                       std::int64_t dyT_stride, int images, const std::int64_t* offsets,
+                                       float* gradT) {
   const std::int64_t R = in.channels * std::int64_t(K) * K;
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
   const std::int64_t P = std::int64_t(H_out) * W_out;
-  int co = 0;
-  for (; co + channel_block <= C_out; co += channel_block)
+  int co = co_begin;
+  for (; co + channel_block <= co_end; co += channel_block)
     weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
                                C_out, gradT + co);
-  if (co < C_out)
+  if (co < co_end)
     weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
                                C_out, gradT + co);
 }
@@ -606,14 +609,16 @@ inline void scatter_tile(const float* dy_ext, std::int64_t ld, int C_out, const 
 #undef HEADNET_ADD
 }
 
-// dx (C, H, W) of one image from its dy_ext (C_out, grad_length) by scattering. dxp: scratch of
-// in.size() + scatter_slack floats. `packed` from pack_scatter_weights.
-inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, int pad, const float* dy_ext,
-                                   const float* packed, float* dxp, float* dx) {
+// dx (C, H, W) of one image from its dy_ext (C_out, grad_length) by scattering, for the input
+// channels [c_begin, c_end) (c_begin a multiple of forward_channels). dxp: scratch of in.size() +
+// scatter_slack floats. `packed` from pack_scatter_weights.
+inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, int pad, int c_begin, int c_end,
+                                   const float* dy_ext, const float* packed, float* dxp, float* dx) {
   const std::int64_t Ln = grad_length(in, K), plane = in.plane();
   std::fill(dxp, dxp + in.size() + scatter_slack, 0.0f);
-  for (int c0 = 0; c0 < in.channels; c0 += forward_channels) {
-    const int cb = std::min(forward_channels, in.channels - c0);
+  packed += std::int64_t(c_begin) * K * K * C_out;
+  for (int c0 = c_begin; c0 < c_end; c0 += forward_channels) {
+    const int cb = std::min(forward_channels, c_end - c0);
     for (int kh = 0; kh < K; ++kh)
       for (int kw = 0; kw < K; ++kw, packed += std::int64_t(C_out) * forward_channels) {
         float* base = dxp + c0 * plane + std::int64_t(kh) * in.width + kw;
@@ -623,7 +628,7 @@ inline void input_gradient_scatter(const PaddedGeometry& in, int K, int C_out, i
   }
   // Crop the padding away.
   const int H = in.height - 2 * pad, Wd = in.width - 2 * pad;
-  for (int c = 0; c < in.channels; ++c)
+  for (int c = c_begin; c < c_end; ++c)
     for (int h = 0; h < H; ++h)
       std::memcpy(dx + (std::int64_t(c) * H + h) * Wd, dxp + c * plane + std::int64_t(h + pad) * in.width + pad,
                   sizeof(float) * std::size_t(Wd));
@@ -698,16 +703,18 @@ inline void input_tile_by_channel_two(const float* dyT, std::int64_t P, int C_ou
   input_tile_by_channel<PB, 2>(dyT, P, C_out, p0, w, width, base, C, dxT);
 }
 
-// dx (C, H, W) of one image from its dyT (P, C_out, in transpose_grad_output's blocks) by channel.
-// base: output pixel p's place in the padded input (H_out W_out entries); dxT: scratch of
-// in.size() floats; `packed` from pack_scatter_weights_by_channel.
-inline void input_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, int pad, const float* dyT,
-                                      const float* packed, const std::int64_t* base, float* dxT, float* dx) {
+// dx (C, H, W) of one image from its dyT (P, C_out, in transpose_grad_output's blocks) by channel,
+// for the input channels [c_begin, c_end) (c_begin a multiple of channel_block). base: output pixel
+// p's place in the padded input (H_out W_out entries); dxT: scratch of in.size() floats; `packed`
+// from pack_scatter_weights_by_channel.
+inline void input_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, int pad, int c_begin, int c_end,
+                                      const float* dyT, const float* packed, const std::int64_t* base, float* dxT,
+                                      float* dx) {
   const int C = in.channels, H_out = in.height - K + 1, W_out = in.width - K + 1;
   const std::int64_t P = std::int64_t(H_out) * W_out, KK = std::int64_t(K) * K;
   std::fill(dxT, dxT + in.size(), 0.0f);
-  for (int c0 = 0; c0 < C; c0 += channel_block) {
-    const int width = std::min(channel_block, C - c0);  // a whole number of registers (C fills them)
+  for (int c0 = c_begin; c0 < c_end; c0 += channel_block) {
+    const int width = std::min(channel_block, c_end - c0);  // a whole number of registers (C fills them)
     for (int kh = 0; kh < K; ++kh)
       for (int kw = 0; kw < K; ++kw) {
         const float* w = packed + std::int64_t(c0) * KK * C_out + (std::int64_t(kh) * K + kw) * C_out * width;
@@ -731,7 +738,7 @@ inline void input_gradient_by_channel(const PaddedGeometry& in, int K, int C_out
 #if HEADNET_ISA_X86
     for (; Wd >= 8 && w0 < Wd; w0 += 8) {  // 8 pixels x 8 channels at a time; the last block moved back
       w0 = std::min(w0, Wd - 8);
-      for (int c = 0; c < C; c += 8) {
+      for (int c = c_begin; c < c_end; c += 8) {
         __m256 r[8];
         for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(row + std::int64_t(w0 + i) * C + c);
         store_transposed_8x8(r, dx + c * plane + std::int64_t(h) * Wd + w0, plane);
@@ -739,7 +746,7 @@ inline void input_gradient_by_channel(const PaddedGeometry& in, int K, int C_out
     }
 #endif
     for (; w0 < Wd; ++w0)
-      for (int c = 0; c < C; ++c) dx[c * plane + std::int64_t(h) * Wd + w0] = row[std::int64_t(w0) * C + c];
+      for (int c = c_begin; c < c_end; ++c) dx[c * plane + std::int64_t(h) * Wd + w0] = row[std::int64_t(w0) * C + c];
   }
 }
 
@@ -821,23 +828,32 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
   const PoolGeometry pooling = pool_2x2(g.out_height(), g.out_width());
   const std::int64_t pooled_plane = std::int64_t(pooling.out_height()) * pooling.out_width();
   const bool pool_vector = simd::active_isa() != simd::Isa::portable;  // as maxpool2d_forward
-  const int threads = std::min(num_threads(), std::max(N, 1));
+  // One unit per image; with fewer images than threads, each image's output channels in parts.
+  const int block = by_channel ? channel_block : forward_channels;
+  const int parts = detail::channel_parts(std::max(N, 1), (C_out + block - 1) / block, num_threads(), out_image * R);
+  const int threads = std::min(num_threads(), std::max(N, 1) * parts);
   ws.prepare(threads);
   for (int t = 0; t < threads; ++t) buffers(t);
-  detail::for_each_image_chunk(N, N, [&](int t, int, int begin, int end) {
+  const std::int64_t P = g.out_pixels();
+  detail::for_each_image_chunk(N, N, parts, [&](int t, int, int part, int begin, int end) {
+    const detail::ChannelRange channels = detail::channel_range(C_out, block, part, parts);
+    if (channels.empty()) return;
     const Buffers b = buffers(t);
+    const float* w = packed + channels.begin * R;  // the packed blocks of these channels
+    const float* b_co = bias ? bias + channels.begin : nullptr;
     for (int n = begin; n < end; ++n) {
       const float* image = x + std::int64_t(n) * g.image_size();
       if (b.xp) pad_image(image, g.channels, g.height, g.width, g.padding, b.xp);
       const float* input = b.xp ? b.xp : image;
       float* out = b.unpooled ? b.unpooled : y + n * out_image;
       if (by_channel)
-        forward_image_by_channel(in, K, C_out, input, packed, offsets, bias, out, b.base, b.acc, relu);
+        forward_image_by_channel(in, K, channels.size(), input, w, offsets, b_co, out + channels.begin * P, b.base,
+                                 b.acc, relu);
       else
-        forward_image(in, K, C_out, input, packed, offsets, bias, out, b.y_ext, relu);
+        forward_image(in, K, channels.size(), input, w, offsets, b_co, out + channels.begin * P, b.y_ext, relu);
       if (!b.unpooled) continue;
       const std::int64_t first = std::int64_t(n) * C_out * pooled_plane;
-      for (int co = 0; co < C_out; ++co)
+      for (int co = channels.begin; co < channels.end; ++co)
         kernels::detail::maxpool2d_forward_plane(pooling, out + co * g.out_pixels(), pool.y + first + co * pooled_plane,
                                                  pool.argmax + first + co * pooled_plane, pool_vector);
     }
@@ -897,7 +913,18 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // Without a weight gradient every image is its own chunk; with one, each of a few chunks sums
   // into its own partial gradient, added up in chunk order at the end.
   const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks(num_threads()) : N));
-  const int threads = std::min(num_threads(), chunks);
+  // With fewer chunks than threads, each chunk's work is cut into parts: part i computes its share
+  // of the output channels of the weight gradient and of the input channels of dx (whole register
+  // tiles of each, so the same bits as without parts), after preparing the chunk's dy and inputs
+  // itself (duplicated work, small beside the products it shares out).
+  const int gw_block = by_channel ? channel_block : grad_channels;
+  const int dx_block = dx_by_channel ? channel_block : forward_channels;
+  const int gw_tiles = grad_weight ? (C_out + gw_block - 1) / gw_block : 0;
+  const int dx_tiles = dx ? (C + dx_block - 1) / dx_block : 0;
+  const std::int64_t chunk_multiply_adds =
+      (N + chunks - 1) / chunks * out_image * R * ((dx ? 1 : 0) + (grad_weight ? 1 : 0));
+  const int parts = detail::channel_parts(chunks, std::max(gw_tiles, dx_tiles), num_threads(), chunk_multiply_adds);
+  const int threads = std::min(num_threads(), chunks * parts);
   ws.prepare(threads);
   if (grad_weight)
     for (int c = 0; c < chunks; ++c) ws.chunk_partial(c, weight_size + C_out);  // grown outside the threads
@@ -937,53 +964,78 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   };
   const int largest_chunk = (N + chunks - 1) / chunks;
   for (int t = 0; t < threads; ++t) buffers(t, std::min(group, largest_chunk));
-  detail::for_each_image_chunk(N, chunks, [&](int t, int chunk, int begin, int end) {
+  detail::for_each_image_chunk(N, chunks, parts, [&](int t, int chunk, int part, int begin, int end) {
+    const detail::ChannelRange gw_channels = detail::channel_range(grad_weight ? C_out : 0, gw_block, part, parts);
+    const detail::ChannelRange dx_channels = detail::channel_range(dx ? C : 0, dx_block, part, parts);
+    const bool bias_here = grad_weight && grad_bias && part == 0;  // the bias sums come with dy's preparation
+    if (gw_channels.empty() && dx_channels.empty() && !bias_here) return;
     float* gw = nullptr;
     float* gb = nullptr;
     // By pixel, gw is (C_out, R) like grad_weight; by channel, (R, C_out), transposed at the end.
+    // Each part zeroes its own channels of the chunk's partial (and part 0 the bias).
     if (grad_weight) {
       gw = ws.chunk_partial(chunk, weight_size + C_out);
-      std::fill(gw, gw + weight_size + C_out, 0.0f);
-      gb = grad_bias ? gw + weight_size : nullptr;
+      if (by_channel)
+        for (std::int64_t r = 0; r < R; ++r)
+          std::fill(gw + r * C_out + gw_channels.begin, gw + r * C_out + gw_channels.end, 0.0f);
+      else
+        std::fill(gw + gw_channels.begin * R, gw + gw_channels.end * R, 0.0f);
+      if (bias_here) std::fill(gw + weight_size, gw + weight_size + C_out, 0.0f);
+      gb = bias_here ? gw + weight_size : nullptr;
+      if (gw_channels.empty()) gw = nullptr;
     }
+    const bool dx_here = !dx_channels.empty();
+    const bool scatter_here = scatter && dx_here;
+    // What this part needs of dy: all its channels for dx (a sum over them) and for the bias
+    // (computed where it is without parts, for the same bits), else its weight gradient's.
+    const bool extend_here = extend && ((scatter_here && !dx_by_channel) || (gw && !by_channel) || (gb && !transpose));
+    const bool transpose_here = transpose && ((scatter_here && dx_by_channel) || (gw && by_channel) || gb);
+    const detail::ChannelRange dy_channels = gb || dx_here ? detail::ChannelRange{0, C_out} : gw_channels;
+    const std::int64_t dy_first = dy_channels.begin * P;  // where those channels start in an image's dy
     const Buffers b = buffers(t, std::min(group, largest_chunk));
-    auto image_dy = [&](int n) {  // image n's dy, unpooled first when the layer pools
+    auto image_dy = [&](int n) {  // image n's dy, its needed channels unpooled first when the layer pools
       if (!pooled) return dy + n * out_image;
-      pooled->unpool(std::int64_t(n) * C_out, C_out, b.unpooled);
+      pooled->unpool(std::int64_t(n) * C_out + dy_channels.begin, dy_channels.size(), b.unpooled + dy_first);
       return static_cast<const float*>(b.unpooled);
     };
-    if (gw || scatter) {
+    if (gw || scatter_here || gb) {
       for (int n0 = begin; n0 < end; n0 += group) {
         const int images = std::min(group, end - n0);
         for (int i = 0; i < images; ++i) {
-          const float* mask = relu_output ? relu_output + (n0 + i) * out_image : nullptr;
+          const float* mask = relu_output ? relu_output + (n0 + i) * out_image + dy_first : nullptr;
           if (gw)
             pad_image(x + std::int64_t(n0 + i) * g.image_size(), C, g.height, g.width, g.padding,
                       b.xp + i * xp_stride);
-          const float* dy_image = extend || transpose ? image_dy(n0 + i) : nullptr;
-          if (extend)
-            extend_grad_output(in, K, C_out, dy_image, b.dy_ext + i * dy_stride, transpose ? nullptr : gb, mask);
-          if (transpose) transpose_grad_output(C_out, P, dy_image, mask, b.dyT + i * dyT_stride, gb);
+          const float* dy_image = image_dy(n0 + i) + dy_first;
+          if (extend_here)
+            extend_grad_output(in, K, dy_channels.size(), dy_image, b.dy_ext + i * dy_stride + dy_channels.begin * Ln,
+                               transpose ? nullptr : gb, mask);
+          if (transpose_here)
+            transpose_grad_output(dy_channels.size(), P, dy_image, mask, b.dyT + i * dyT_stride + dy_first, gb);
         }
         if (gw && by_channel)
-          weight_gradient_by_channel(in, K, C_out, b.xp, xp_stride, b.dyT, dyT_stride, images, offsets, gw);
+          weight_gradient_by_channel(in, K, C_out, gw_channels.begin, gw_channels.end, b.xp, xp_stride, b.dyT,
+                                     dyT_stride, images, offsets, gw);
         else if (gw)
-          weight_gradient(in, K, C_out, b.xp, xp_stride, b.dy_ext, dy_stride, images, offsets, gw);
-        if (dx_by_channel)
+          weight_gradient(in, K, gw_channels.begin, gw_channels.end, b.xp, xp_stride, b.dy_ext, dy_stride, images,
+                          offsets, gw);
+        if (scatter_here && dx_by_channel)
           for (int i = 0; i < images; ++i)
-            input_gradient_by_channel(in, K, C_out, g.padding, b.dyT + i * dyT_stride, packed, pixel_bases, b.dxp,
+            input_gradient_by_channel(in, K, C_out, g.padding, dx_channels.begin, dx_channels.end,
+                                      b.dyT + i * dyT_stride, packed, pixel_bases, b.dxp,
                                       dx + std::int64_t(n0 + i) * g.image_size());
-        else if (scatter)
+        else if (scatter_here)
           for (int i = 0; i < images; ++i)
-            input_gradient_scatter(in, K, C_out, g.padding, b.dy_ext + i * dy_stride, packed, b.dxp,
-                                   dx + std::int64_t(n0 + i) * g.image_size());
+            input_gradient_scatter(in, K, C_out, g.padding, dx_channels.begin, dx_channels.end,
+                                   b.dy_ext + i * dy_stride, packed, b.dxp, dx + std::int64_t(n0 + i) * g.image_size());
       }
     }
-    if (dx && !scatter) {
+    if (dx_here && !scatter) {  // the gather: the forward of dy padded by q, dx's channels its outputs
+      const std::int64_t input_plane = std::int64_t(g.height) * g.width;
       for (int n = begin; n < end; ++n) {
         pad_image(image_dy(n), C_out, g.out_height(), g.out_width(), q, b.dyp);
-        forward_image(grad, K, C, b.dyp, packed, grad_offsets, nullptr, dx + std::int64_t(n) * g.image_size(),
-                      b.y_ext);
+        forward_image(grad, K, dx_channels.size(), b.dyp, packed + dx_channels.begin * R_grad, grad_offsets, nullptr,
+                      dx + std::int64_t(n) * g.image_size() + dx_channels.begin * input_plane, b.y_ext);
       }
     }
   });

@@ -132,31 +132,66 @@ int for_each_image_range(int images, Body&& body) {
   return threads;
 }
 
-// Runs body(thread, chunk, first_image, end_image) for `chunks` fixed, contiguous chunks of the
-// batch, handed to the threads as they become free. On this shared machine one core often runs
-// slower than the other for a while; with one fixed half per thread the other core then waits (a
-// fifth of its time, measured on the wide network). The chunks do not depend on the thread count
-// or on which thread runs them, so sums kept per chunk and added in chunk order are the same on
-// every run and any number of threads.
+// Runs body(thread, chunk, part, first_image, end_image) for `chunks` fixed, contiguous chunks of
+// the batch, each cut into `parts` parts (channel_range below), handed to the threads as they
+// become free. On this shared machine one core often runs slower than the other for a while; with
+// one fixed half per thread the other core then waits (a fifth of its time, measured on the wide
+// network). The chunks and parts do not depend on which thread runs them, so sums kept per chunk
+// and added in chunk order are the same on every run.
 template <typename Body>
-int for_each_image_chunk(int images, int chunks, Body&& body) {
+int for_each_image_chunk(int images, int chunks, int parts, Body&& body) {
   chunks = std::max(1, std::min(chunks, images));
-  const int threads = std::min(num_threads(), chunks);
-  auto run = [&](int t, int c) {
-    body(t, c, static_cast<int>(std::int64_t(images) * c / chunks),
+  parts = std::max(1, parts);
+  const int units = chunks * parts;
+  const int threads = std::min(num_threads(), units);
+  auto run = [&](int t, int unit) {
+    const int c = unit / parts;
+    body(t, c, unit % parts, static_cast<int>(std::int64_t(images) * c / chunks),
          static_cast<int>(std::int64_t(images) * (c + 1) / chunks));
   };
   if (threads == 1) {
-    for (int c = 0; c < chunks; ++c) run(0, c);
+    for (int u = 0; u < units; ++u) run(0, u);
     return 1;
   }
 #pragma omp parallel num_threads(threads)
   {
     const int t = thread_index();
 #pragma omp for schedule(dynamic, 1)
-    for (int c = 0; c < chunks; ++c) run(t, c);
+    for (int u = 0; u < units; ++u) run(t, u);
   }
   return threads;
+}
+
+// How many parts each of `chunks` chunks is cut into so that `threads` threads find work: 1 while
+// the chunks alone are enough; otherwise one unit per thread, at most `tiles` parts (the register
+// tiles of channels there are to share) and at most one per part_multiply_adds() of the chunk's
+// work (`multiply_adds`): each part prepares its inputs itself and is one more unit to hand out,
+// which the tutorial network's layers (0.2-0.4 M multiply-adds an image) do not repay. A batch
+// smaller than the thread count (one image at inference, batch 4 on 16 cores) would otherwise
+// leave threads idle (scripts/work_split_model.py).
+inline std::int64_t& part_multiply_adds() {  // 2^20; the tests lower it to cut their small layers
+  static std::int64_t least = std::int64_t(1) << 20;
+  return least;
+}
+inline int channel_parts(int chunks, int tiles, int threads, std::int64_t multiply_adds) {
+  if (chunks >= threads) return 1;
+  const std::int64_t least = std::max<std::int64_t>(1, part_multiply_adds());
+  const std::int64_t by_work = std::max<std::int64_t>(1, multiply_adds / least);
+  return static_cast<int>(std::max<std::int64_t>(
+      1, std::min<std::int64_t>({tiles, by_work, (threads + chunks - 1) / std::max(chunks, 1)})));
+}
+
+// The channels [begin, end) of part `part` of `parts`: whole blocks of `block` channels (the kernels'
+// register tiles), so that every output is computed exactly as it is without parts, to the bit.
+struct ChannelRange {
+  int begin, end;
+  bool empty() const { return begin >= end; }
+  int size() const { return end - begin; }
+};
+inline ChannelRange channel_range(int channels, int block, int part, int parts) {
+  const std::int64_t blocks = (channels + block - 1) / block;
+  return {static_cast<int>(std::min<std::int64_t>(channels, blocks * part / parts * block)),
+          static_cast<int>(std::min<std::int64_t>(channels, blocks * (part + 1) / parts * block))};
 }
 
 // Chunks of a batch for a weight gradient: each keeps its own partial sum (see
