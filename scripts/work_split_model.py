@@ -10,8 +10,9 @@ Each convolution pass hands the threads units of work, taken as they free up
   image per unit, the weight gradient max(8, threads) fixed chunks of the batch (each with its own
   partial sum, added in chunk order), capped by the batch. Since session 15, when those are fewer
   than the threads, each image or chunk is cut into parts (detail::channel_parts: one unit per
-  thread, at most one part per register tile of channels): the forward's output channels, the
-  input gradient's input channels, the weight gradient's output channels;
+  thread, at most one part per register tile, and at least 3 x 2^20 multiply-adds of work a part): the
+  forward's output channels, the input gradient's input channels, the weight gradient's output
+  channels (or its taps, where the output channels are fewer tiles than parts);
 - Winograd (kernels/conv2d_winograd.hpp, 3x3 layers with 128 output tiles or more in the batch):
   chunks of tiles_per_chunk tiles (the forward and the input gradient), the weight gradient in
   min(2 x threads, 64, chunks) groups of chunks;
@@ -31,7 +32,7 @@ wide, so they cut into more parts.
 import math
 
 TILE_ROWS, CHANNEL_BLOCK, GRAD_CHANNELS, W = 12, 32, 2, 16
-LEAST_PART_WORK = 1 << 20  # detail::part_multiply_adds(): the least work worth a part
+LEAST_PART_WORK = 3 << 20  # detail::part_multiply_adds(): the least work worth a part
 
 # (c_in, c_out, kernel, padding, input height = width) per conv layer, stride 1.
 NETS = {
@@ -96,14 +97,15 @@ def winograd_units(tiles, threads, weight_gradient):
     return [sum(chunks[len(chunks) * g // groups:len(chunks) * (g + 1) // groups]) for g in range(groups)]
 
 
-def parts_for(chunk_images, tiles, threads, macs, split):
-    """detail::channel_parts; macs: the multiply-adds of a chunk."""
-    if not split:
+def parts_for(chunk_images, tiles, threads, macs, least):
+    """detail::channel_parts; macs: the multiply-adds of a chunk; least: the least work of a part
+    (None: no parts)."""
+    if least is None:
         return 1
-    return min(channel_parts(len(chunk_images), tiles, threads), max(1, macs // LEAST_PART_WORK))
+    return min(channel_parts(len(chunk_images), tiles, threads), max(1, macs // least))
 
 
-def passes(layer, first, batch, threads, split):
+def passes(layer, first, batch, threads, least):
     """(multiply-adds, units) of each parallel call the layer's training step makes."""
     c_in, c_out, k, pad, size = layer
     out = size + 2 * pad - k + 1
@@ -120,34 +122,43 @@ def passes(layer, first, batch, threads, split):
         result.append((macs, winograd_units(tiles, threads, False)))
     else:
         block = CHANNEL_BLOCK if by_channel else TILE_ROWS
-        parts = parts_for(images, ceil_div(c_out, block), threads, image_macs, split)
+        parts = parts_for(images, ceil_div(c_out, block), threads, image_macs, least)
         result.append((macs, direct_units(images, parts, [(image_macs, c_out, block)])))
     # Backward: the gradients the direct kernels take share one call, over the weight gradient's
-    # chunks, each cut into parts (input channels of dx, output channels of the weight gradient).
+    # chunks, each cut into parts: dx by input channels, the weight gradient by output channels, or
+    # by taps where its channels are fewer tiles than parts.
     direct = []
     if not first:
         if winograd and c_out >= 32:
             result.append((macs, winograd_units(tiles, threads, False)))
         else:
             direct.append((image_macs, c_in, CHANNEL_BLOCK if scatter and c_in % W == 0 else TILE_ROWS))
+    gw_direct = False
     if winograd and c_in * c_out >= 64 * 64:
         result.append((macs, winograd_units(tiles, threads, True)))
     elif c_out >= 128 and c_in * k * k >= 1024 and c_out * c_in * k * k > (1 << 19):
         result.append((macs, [1] * min(batch, threads)))  # im2col + GEMM, one range per thread
     else:
-        direct.append((image_macs, c_out, CHANNEL_BLOCK if by_channel else GRAD_CHANNELS))
-    if direct:
+        gw_direct = True
+    if direct or gw_direct:
         chunks = chunks_of(batch, max(8, threads))
-        tiles_most = max(ceil_div(channels, block) for _, channels, block in direct)
-        parts = parts_for(chunks, tiles_most, threads, max(chunks) * image_macs * len(direct), split)
-        result.append((macs * len(direct), direct_units(chunks, parts, direct)))
+        gw_block = CHANNEL_BLOCK if by_channel else GRAD_CHANNELS
+        taps = c_in * k * k
+        tiles_most = max([ceil_div(ch, block) for _, ch, block in direct] +
+                         ([ceil_div(c_out, gw_block), ceil_div(taps, TILE_ROWS)] if gw_direct else []))
+        calls = len(direct) + gw_direct
+        parts = parts_for(chunks, tiles_most, threads, max(chunks) * image_macs * calls, least)
+        if gw_direct:
+            by_taps = parts > ceil_div(c_out, gw_block)
+            direct.append((image_macs, taps, TILE_ROWS) if by_taps else (image_macs, c_out, gw_block))
+        result.append((macs * calls, direct_units(chunks, parts, direct)))
     return result
 
 
-def network_busy(layers, batch, threads, split=True):
+def network_busy(layers, batch, threads, least=LEAST_PART_WORK):
     total = used = 0.0
     for i, layer in enumerate(layers):
-        for macs, units in passes(layer, i == 0, batch, threads, split):
+        for macs, units in passes(layer, i == 0, batch, threads, least):
             total += macs
             used += macs * sum(units) / (threads * makespan(units, threads))
     return used / total
@@ -156,12 +167,13 @@ def network_busy(layers, batch, threads, split=True):
 def main():
     thread_counts = (2, 4, 8, 16)
     print("| network | batch | " + " | ".join(f"{t} threads" for t in thread_counts) +
-          " | 16 threads, images and chunks only (before) |")
-    print("|---|---|" + "---|" * (len(thread_counts) + 1))
+          " | 16 threads, parts from 2^20 multiply-adds | 16 threads, images and chunks only (before) |")
+    print("|---|---|" + "---|" * (len(thread_counts) + 2))
     for name, layers in NETS.items():
         for batch in (1, 4, 32, 128, 1024):
             cells = " | ".join(f"{100 * network_busy(layers, batch, t):.0f}%" for t in thread_counts)
-            print(f"| {name} | {batch} | {cells} | {100 * network_busy(layers, batch, 16, False):.0f}% |")
+            finer = 100 * network_busy(layers, batch, 16, 1 << 20)
+            print(f"| {name} | {batch} | {cells} | {finer:.0f}% | {100 * network_busy(layers, batch, 16, None):.0f}% |")
 
 
 if __name__ == "__main__":

@@ -184,12 +184,13 @@ inline void weight_tile_two(const float* xp, std::int64_t xp_stride, const std::
   weight_tile<2, B>(xp, xp_stride, offsets, dy_ext, dy_stride, Ln, images, grad, R);
 }
 
+// Taps [0, tap_count) from offsets and grad on; grad's rows are R apart.
 template <int A>
 inline void weight_tiles_for_channels(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
-                                      std::int64_t R, const float* dy_ext, std::int64_t dy_stride, std::int64_t Ln,
-                                      int images, float* grad) {
-  for (std::int64_t t = 0; t < R; t += grad_taps) {
-    const int taps = int(std::min<std::int64_t>(grad_taps, R - t));
+                                      std::int64_t tap_count, std::int64_t R, const float* dy_ext,
+                                      std::int64_t dy_stride, std::int64_t Ln, int images, float* grad) {
+  for (std::int64_t t = 0; t < tap_count; t += grad_taps) {
+    const int taps = int(std::min<std::int64_t>(grad_taps, tap_count - t));
     if constexpr (A == 2) {
       HEADNET_DISPATCH_ROWS(weight_tile_two, taps, xp, xp_stride, offsets + t, dy_ext, dy_stride, Ln, images,
                             grad + t, R)
@@ -236,18 +237,20 @@ inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const
 }
 
 // grad_weight (C_out, R) += sum over `images` images of dy_ext (x) xp (see weight_tile for the
-// strides), for the output channels [co_begin, co_end) (co_begin a multiple of grad_channels). xp
-// must have `slack` zeros after each image.
-inline void weight_gradient(const PaddedGeometry& in, int K, int co_begin, int co_end, const float* xp,
-                            std::int64_t xp_stride, const float* dy_ext, std::int64_t dy_stride, int images,
-                            const std::int64_t* offsets, float* grad_weight) {
+// strides), for the output channels in `channels` (its begin a multiple of grad_channels) and the
+// taps in `taps` (its begin a multiple of grad_taps). xp must have `slack` zeros after each image.
+inline void weight_gradient(const PaddedGeometry& in, int K, detail::ChannelRange channels, detail::ChannelRange taps,
+                            const float* xp, std::int64_t xp_stride, const float* dy_ext, std::int64_t dy_stride,
+                            int images, const std::int64_t* offsets, float* grad_weight) {
   const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = grad_length(in, K);
-  int co = co_begin;
-  for (; co + grad_channels <= co_end; co += grad_channels)
-    weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
-                                             grad_weight + co * R);
-  if (co_end - co == 1)
-    weight_tiles_for_channels<1>(xp, xp_stride, offsets, R, dy_ext + co * Ln, dy_stride, Ln, images,
+  offsets += taps.begin;
+  grad_weight += taps.begin;
+  int co = channels.begin;
+  for (; co + grad_channels <= channels.end; co += grad_channels)
+    weight_tiles_for_channels<grad_channels>(xp, xp_stride, offsets, taps.size(), R, dy_ext + co * Ln, dy_stride, Ln,
+                                             images, grad_weight + co * R);
+  if (channels.end - co == 1)
+    weight_tiles_for_channels<1>(xp, xp_stride, offsets, taps.size(), R, dy_ext + co * Ln, dy_stride, Ln, images,
                                  grad_weight + co * R);
 }
 
@@ -452,10 +455,10 @@ inline void weight_tile_by_channel_two(const float* xp, std::int64_t xp_stride, 
 
 template <int NV>
 inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, const std::int64_t* offsets,
-                                    std::int64_t R, const float* dyT, std::int64_t dyT_stride, int images, int H_out,
-                                    int W_out, int Wp, int C_out, float* gradT) {
-  for (std::int64_t t = 0; t < R; t += tile_rows) {
-    const int taps = int(std::min<std::int64_t>(tile_rows, R - t));
+                                    std::int64_t tap_count, const float* dyT, std::int64_t dyT_stride, int images,
+                                    int H_out, int W_out, int Wp, int C_out, float* gradT) {
+  for (std::int64_t t = 0; t < tap_count; t += tile_rows) {
+    const int taps = int(std::min<std::int64_t>(tile_rows, tap_count - t));
     if constexpr (NV == 2) {
       HEADNET_DISPATCH_ROWS(weight_tile_by_channel_two, taps, xp, xp_stride, offsets + t, dyT, dyT_stride, images,
                             H_out, W_out, Wp, C_out, gradT + t * C_out)
@@ -467,22 +470,23 @@ inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, con
 }
 
 // gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel), for the
-// output channels [co_begin, co_end) (co_begin a multiple of channel_block). C_out must fill whole
-// registers; dyT rows aligned.
-inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, int co_begin, int co_end,
-                                       const float* xp, std::int64_t xp_stride, const float* dyT,
-                                       std::int64_t dyT_stride, int images, const std::int64_t* offsets,
-                                       float* gradT) {
-  const std::int64_t R = in.channels * std::int64_t(K) * K;
+// output channels in `channels` (its begin a multiple of channel_block) and the taps in `taps` (its
+// begin a multiple of tile_rows). C_out must fill whole registers; dyT rows aligned.
+inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, detail::ChannelRange channels,
+                                       detail::ChannelRange taps, const float* xp, std::int64_t xp_stride,
+                                       const float* dyT, std::int64_t dyT_stride, int images,
+                                       const std::int64_t* offsets, float* gradT) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
   const std::int64_t P = std::int64_t(H_out) * W_out;
-  int co = co_begin;
-  for (; co + channel_block <= co_end; co += channel_block)
-    weight_tiles_by_channel<2>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
-                               C_out, gradT + co);
-  if (co < co_end)
-    weight_tiles_by_channel<1>(xp, xp_stride, offsets, R, dyT + co * P, dyT_stride, images, H_out, W_out, in.width,
-                               C_out, gradT + co);
+  offsets += taps.begin;
+  gradT += std::int64_t(taps.begin) * C_out;
+  int co = channels.begin;
+  for (; co + channel_block <= channels.end; co += channel_block)
+    weight_tiles_by_channel<2>(xp, xp_stride, offsets, taps.size(), dyT + co * P, dyT_stride, images, H_out, W_out,
+                               in.width, C_out, gradT + co);
+  if (co < channels.end)
+    weight_tiles_by_channel<1>(xp, xp_stride, offsets, taps.size(), dyT + co * P, dyT_stride, images, H_out, W_out,
+                               in.width, C_out, gradT + co);
 }
 
 #if HEADNET_ISA_X86
@@ -914,16 +918,20 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   // into its own partial gradient, added up in chunk order at the end.
   const int chunks = std::max(1, std::min(N, grad_weight ? detail::weight_gradient_chunks(num_threads()) : N));
   // With fewer chunks than threads, each chunk's work is cut into parts: part i computes its share
-  // of the output channels of the weight gradient and of the input channels of dx (whole register
-  // tiles of each, so the same bits as without parts), after preparing the chunk's dy and inputs
-  // itself (duplicated work, small beside the products it shares out).
+  // of the weight gradient (of its output channels, or of its taps where the channels are fewer
+  // tiles than parts: the wide conv2's 16) and of dx's input channels (whole register tiles of
+  // each, so the same bits as without parts), after preparing the chunk's dy and inputs itself
+  // (duplicated work, small beside the products it shares out).
   const int gw_block = by_channel ? channel_block : grad_channels;
   const int dx_block = dx_by_channel ? channel_block : forward_channels;
-  const int gw_tiles = grad_weight ? (C_out + gw_block - 1) / gw_block : 0;
+  const int gw_channel_tiles = grad_weight ? (C_out + gw_block - 1) / gw_block : 0;
+  const int gw_tap_tiles = grad_weight ? int((R + tile_rows - 1) / tile_rows) : 0;  // grad_taps = tile_rows
   const int dx_tiles = dx ? (C + dx_block - 1) / dx_block : 0;
   const std::int64_t chunk_multiply_adds =
       (N + chunks - 1) / chunks * out_image * R * ((dx ? 1 : 0) + (grad_weight ? 1 : 0));
-  const int parts = detail::channel_parts(chunks, std::max(gw_tiles, dx_tiles), num_threads(), chunk_multiply_adds);
+  const int parts = detail::channel_parts(chunks, std::max({gw_channel_tiles, gw_tap_tiles, dx_tiles}),
+                                          num_threads(), chunk_multiply_adds);
+  const bool gw_by_taps = parts > gw_channel_tiles;
   const int threads = std::min(num_threads(), chunks * parts);
   ws.prepare(threads);
   if (grad_weight)
@@ -965,24 +973,30 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   const int largest_chunk = (N + chunks - 1) / chunks;
   for (int t = 0; t < threads; ++t) buffers(t, std::min(group, largest_chunk));
   detail::for_each_image_chunk(N, chunks, parts, [&](int t, int chunk, int part, int begin, int end) {
-    const detail::ChannelRange gw_channels = detail::channel_range(grad_weight ? C_out : 0, gw_block, part, parts);
+    const detail::ChannelRange gw_channels =
+        gw_by_taps ? detail::ChannelRange{0, grad_weight ? C_out : 0}
+                   : detail::channel_range(grad_weight ? C_out : 0, gw_block, part, parts);
+    const detail::ChannelRange gw_taps =
+        gw_by_taps ? detail::channel_range(int(R), tile_rows, part, parts) : detail::ChannelRange{0, int(R)};
     const detail::ChannelRange dx_channels = detail::channel_range(dx ? C : 0, dx_block, part, parts);
     const bool bias_here = grad_weight && grad_bias && part == 0;  // the bias sums come with dy's preparation
-    if (gw_channels.empty() && dx_channels.empty() && !bias_here) return;
+    const bool gw_here = !gw_channels.empty() && !gw_taps.empty();
+    if (!gw_here && dx_channels.empty() && !bias_here) return;
     float* gw = nullptr;
     float* gb = nullptr;
     // By pixel, gw is (C_out, R) like grad_weight; by channel, (R, C_out), transposed at the end.
-    // Each part zeroes its own channels of the chunk's partial (and part 0 the bias).
+    // Each part zeroes its own channels and taps of the chunk's partial (and part 0 the bias).
     if (grad_weight) {
       gw = ws.chunk_partial(chunk, weight_size + C_out);
       if (by_channel)
-        for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t r = gw_taps.begin; r < gw_taps.end; ++r)
           std::fill(gw + r * C_out + gw_channels.begin, gw + r * C_out + gw_channels.end, 0.0f);
       else
-        std::fill(gw + gw_channels.begin * R, gw + gw_channels.end * R, 0.0f);
+        for (std::int64_t co = gw_channels.begin; co < gw_channels.end; ++co)
+          std::fill(gw + co * R + gw_taps.begin, gw + co * R + gw_taps.end, 0.0f);
       if (bias_here) std::fill(gw + weight_size, gw + weight_size + C_out, 0.0f);
       gb = bias_here ? gw + weight_size : nullptr;
-      if (gw_channels.empty()) gw = nullptr;
+      if (!gw_here) gw = nullptr;
     }
     const bool dx_here = !dx_channels.empty();
     const bool scatter_here = scatter && dx_here;
@@ -1014,11 +1028,10 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
             transpose_grad_output(dy_channels.size(), P, dy_image, mask, b.dyT + i * dyT_stride + dy_first, gb);
         }
         if (gw && by_channel)
-          weight_gradient_by_channel(in, K, C_out, gw_channels.begin, gw_channels.end, b.xp, xp_stride, b.dyT,
-                                     dyT_stride, images, offsets, gw);
+          weight_gradient_by_channel(in, K, C_out, gw_channels, gw_taps, b.xp, xp_stride, b.dyT, dyT_stride, images,
+                                     offsets, gw);
         else if (gw)
-          weight_gradient(in, K, gw_channels.begin, gw_channels.end, b.xp, xp_stride, b.dy_ext, dy_stride, images,
-                          offsets, gw);
+          weight_gradient(in, K, gw_channels, gw_taps, b.xp, xp_stride, b.dy_ext, dy_stride, images, offsets, gw);
         if (scatter_here && dx_by_channel)
           for (int i = 0; i < images; ++i)
             input_gradient_by_channel(in, K, C_out, g.padding, dx_channels.begin, dx_channels.end,

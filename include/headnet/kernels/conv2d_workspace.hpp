@@ -165,12 +165,16 @@ int for_each_image_chunk(int images, int chunks, int parts, Body&& body) {
 // How many parts each of `chunks` chunks is cut into so that `threads` threads find work: 1 while
 // the chunks alone are enough; otherwise one unit per thread, at most `tiles` parts (the register
 // tiles of channels there are to share) and at most one per part_multiply_adds() of the chunk's
-// work (`multiply_adds`): each part prepares its inputs itself and is one more unit to hand out,
-// which the tutorial network's layers (0.2-0.4 M multiply-adds an image) do not repay. A batch
-// smaller than the thread count (one image at inference, batch 4 on 16 cores) would otherwise
-// leave threads idle (scripts/work_split_model.py).
-inline std::int64_t& part_multiply_adds() {  // 2^20; the tests lower it to cut their small layers
-  static std::int64_t least = std::int64_t(1) << 20;
+// work (`multiply_adds`). A batch smaller than the thread count (one image at inference, batch 4
+// on 16 cores) would otherwise leave threads idle (scripts/work_split_model.py). But a part must
+// repay preparing its inputs itself and, above all, waking a thread that went to sleep between
+// parallel regions (after its bounded spin, core/parallel.hpp): on AMD EPYC (2 cores) the wide
+// conv1's forward at batch 1, 7.5 M multiply-adds in two parts, ran 1.8x faster, but the wide
+// conv2's weight gradient alone, 5.1 M in two parts, ran 15% slower (the first thread ran both
+// parts before the second woke). Hence about 3 M multiply-adds a part; the tutorial network's
+// layers (0.2-0.4 M an image) stay whole.
+inline std::int64_t& part_multiply_adds() {  // the tests lower it to cut their small layers
+  static std::int64_t least = std::int64_t(3) << 20;
   return least;
 }
 inline int channel_parts(int chunks, int tiles, int threads, std::int64_t multiply_adds) {
