@@ -10,9 +10,9 @@ Each convolution pass hands the threads units of work, taken as they free up
   image per unit, the weight gradient max(8, threads) fixed chunks of the batch (each with its own
   partial sum, added in chunk order), capped by the batch. Since session 15, when those are fewer
   than the threads, each image or chunk is cut into parts (detail::channel_parts: one unit per
-  thread, at most one part per register tile, and at least 3 x 2^20 multiply-adds of work a part): the
-  forward's output channels, the input gradient's input channels, the weight gradient's output
-  channels (or its taps, where the output channels are fewer tiles than parts);
+  thread, at most one part per register tile, and at least 3 x 2^20 multiply-adds of work a
+  part): the forward's output channels, the input gradient's input channels, the weight
+  gradient's output channels (or its taps, where the output channels are fewer tiles than parts);
 - Winograd (kernels/conv2d_winograd.hpp, 3x3 layers with 128 output tiles or more in the batch):
   chunks of tiles_per_chunk tiles (the forward and the input gradient), the weight gradient in
   min(2 x threads, 64, chunks) groups of chunks;
@@ -29,8 +29,6 @@ multiply-adds: memory bandwidth, caches and the serial parts of a step aside. Th
 AVX-512 kernels' (12-channel forward tiles, 32-channel blocks by channel); the AVX2 ones are half as
 wide, so they cut into more parts.
 """
-import math
-
 TILE_ROWS, CHANNEL_BLOCK, GRAD_CHANNELS, W = 12, 32, 2, 16
 LEAST_PART_WORK = 3 << 20  # detail::part_multiply_adds(): the least work worth a part
 
@@ -115,13 +113,15 @@ def passes(layer, first, batch, threads, least):
     tiles = batch * ceil_div(out, 4) ** 2
     winograd = k == 3 and tiles >= 128
     scatter = pad == 0 and k == 5  # both 5x5 conv2s; the 3x3 padding-1 layers gather
-    by_channel = c_out % W == 0
+    by_channel = c_out % W == 0  # the weight gradient's layout (direct::plan)
+    # The forward runs by channel where the extended rows waste a fifth or more (wide conv2).
+    forward_by_channel = by_channel and out * 5 <= (out + k - 1) * 4
     result = []
     # Forward: one unit per image, cut into parts of output channels.
     if winograd and c_in >= 32:
         result.append((macs, winograd_units(tiles, threads, False)))
     else:
-        block = CHANNEL_BLOCK if by_channel else TILE_ROWS
+        block = CHANNEL_BLOCK if forward_by_channel else TILE_ROWS
         parts = parts_for(images, ceil_div(c_out, block), threads, image_macs, least)
         result.append((macs, direct_units(images, parts, [(image_macs, c_out, block)])))
     # Backward: the gradients the direct kernels take share one call, over the weight gradient's
@@ -173,7 +173,8 @@ def main():
         for batch in (1, 4, 32, 128, 1024):
             cells = " | ".join(f"{100 * network_busy(layers, batch, t):.0f}%" for t in thread_counts)
             finer = 100 * network_busy(layers, batch, 16, 1 << 20)
-            print(f"| {name} | {batch} | {cells} | {finer:.0f}% | {100 * network_busy(layers, batch, 16, None):.0f}% |")
+            before = 100 * network_busy(layers, batch, 16, None)
+            print(f"| {name} | {batch} | {cells} | {finer:.0f}% | {before:.0f}% |")
 
 
 if __name__ == "__main__":
