@@ -62,7 +62,7 @@ def channel_parts(chunks, tiles, threads):
 
 
 def part_sizes(channels, block, parts):
-    """Channels per part: whole blocks, as detail::channel_range cuts them."""
+    """Channels per part: whole blocks, as detail::block_range cuts them."""
     blocks = ceil_div(channels, block)
     edges = [min(channels, blocks * p // parts * block) for p in range(parts + 1)]
     return [b - a for a, b in zip(edges, edges[1:])]

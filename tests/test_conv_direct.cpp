@@ -402,9 +402,9 @@ TEST_CASE("With fewer images than threads the direct kernels share out channels,
   CHECK(split == 20);  // 1 image on 2, 3 and 8 threads, 3 images on 8, for each of the 5 rows
 }
 
-TEST_CASE("channel_parts and channel_range cut channels into whole tiles that cover them once", "[conv2d][direct]") {
+TEST_CASE("channel_parts and block_range cut channels into whole tiles that cover them once", "[conv2d][direct]") {
   using kernels::detail::channel_parts;
-  using kernels::detail::channel_range;
+  using kernels::detail::block_range;
   const std::int64_t large = std::int64_t(1) << 40, least = kernels::detail::part_multiply_adds();
   CHECK(channel_parts(4, 10, 2, large) == 1);   // the batch feeds 2 threads
   CHECK(channel_parts(1, 10, 2, large) == 2);   // one image: its channels in 2 parts
@@ -419,7 +419,7 @@ TEST_CASE("channel_parts and channel_range cut channels into whole tiles that co
         INFO(channels << " channels, blocks of " << block << ", " << parts << " parts");
         int next = 0;
         for (int part = 0; part < parts; ++part) {
-          const auto range = channel_range(channels, block, part, parts);
+          const auto range = block_range(channels, block, part, parts);
           CHECK(range.begin == (range.empty() ? range.begin : next));
           if (range.empty()) continue;
           CHECK(range.begin % block == 0);

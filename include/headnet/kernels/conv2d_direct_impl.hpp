@@ -239,7 +239,7 @@ inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const
 // grad_weight (C_out, R) += sum over `images` images of dy_ext (x) xp (see weight_tile for the
 // strides), for the output channels in `channels` (its begin a multiple of grad_channels) and the
 // taps in `taps` (its begin a multiple of grad_taps). xp must have `slack` zeros after each image.
-inline void weight_gradient(const PaddedGeometry& in, int K, detail::ChannelRange channels, detail::ChannelRange taps,
+inline void weight_gradient(const PaddedGeometry& in, int K, detail::BlockRange channels, detail::BlockRange taps,
                             const float* xp, std::int64_t xp_stride, const float* dy_ext, std::int64_t dy_stride,
                             int images, const std::int64_t* offsets, float* grad_weight) {
   const std::int64_t R = in.channels * std::int64_t(K) * K, Ln = grad_length(in, K);
@@ -472,8 +472,8 @@ inline void weight_tiles_by_channel(const float* xp, std::int64_t xp_stride, con
 // gradT (R, C_out) += the weight gradient of `images` images (see weight_tile_by_channel), for the
 // output channels in `channels` (its begin a multiple of channel_block) and the taps in `taps` (its
 // begin a multiple of tile_rows). C_out must fill whole registers; dyT rows aligned.
-inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, detail::ChannelRange channels,
-                                       detail::ChannelRange taps, const float* xp, std::int64_t xp_stride,
+inline void weight_gradient_by_channel(const PaddedGeometry& in, int K, int C_out, detail::BlockRange channels,
+                                       detail::BlockRange taps, const float* xp, std::int64_t xp_stride,
                                        const float* dyT, std::int64_t dyT_stride, int images,
                                        const std::int64_t* offsets, float* gradT) {
   const int H_out = in.height - K + 1, W_out = in.width - K + 1;
@@ -840,7 +840,7 @@ inline void conv2d_forward(const ConvGeometry& g, int N, int C_out, const float*
   for (int t = 0; t < threads; ++t) buffers(t);
   const std::int64_t P = g.out_pixels();
   detail::for_each_image_chunk(N, N, parts, [&](int t, int, int part, int begin, int end) {
-    const detail::ChannelRange channels = detail::channel_range(C_out, block, part, parts);
+    const detail::BlockRange channels = detail::block_range(C_out, block, part, parts);
     if (channels.empty()) return;
     const Buffers b = buffers(t);
     const float* w = packed + channels.begin * R;  // the packed blocks of these channels
@@ -973,12 +973,12 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
   const int largest_chunk = (N + chunks - 1) / chunks;
   for (int t = 0; t < threads; ++t) buffers(t, std::min(group, largest_chunk));
   detail::for_each_image_chunk(N, chunks, parts, [&](int t, int chunk, int part, int begin, int end) {
-    const detail::ChannelRange gw_channels =
-        gw_by_taps ? detail::ChannelRange{0, grad_weight ? C_out : 0}
-                   : detail::channel_range(grad_weight ? C_out : 0, gw_block, part, parts);
-    const detail::ChannelRange gw_taps =
-        gw_by_taps ? detail::channel_range(int(R), tile_rows, part, parts) : detail::ChannelRange{0, int(R)};
-    const detail::ChannelRange dx_channels = detail::channel_range(dx ? C : 0, dx_block, part, parts);
+    const detail::BlockRange gw_channels =
+        gw_by_taps ? detail::BlockRange{0, grad_weight ? C_out : 0}
+                   : detail::block_range(grad_weight ? C_out : 0, gw_block, part, parts);
+    const detail::BlockRange gw_taps =
+        gw_by_taps ? detail::block_range(int(R), tile_rows, part, parts) : detail::BlockRange{0, int(R)};
+    const detail::BlockRange dx_channels = detail::block_range(dx ? C : 0, dx_block, part, parts);
     const bool bias_here = grad_weight && grad_bias && part == 0;  // the bias sums come with dy's preparation
     const bool gw_here = !gw_channels.empty() && !gw_taps.empty();
     if (!gw_here && dx_channels.empty() && !bias_here) return;
@@ -988,7 +988,9 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     // Each part zeroes its own channels and taps of the chunk's partial (and part 0 the bias).
     if (grad_weight) {
       gw = ws.chunk_partial(chunk, weight_size + C_out);
-      if (by_channel)
+      if (by_channel && gw_channels.size() == C_out)  // whole rows: one block
+        std::fill(gw + gw_taps.begin * std::int64_t(C_out), gw + gw_taps.end * std::int64_t(C_out), 0.0f);
+      else if (by_channel)
         for (std::int64_t r = gw_taps.begin; r < gw_taps.end; ++r)
           std::fill(gw + r * C_out + gw_channels.begin, gw + r * C_out + gw_channels.end, 0.0f);
       else
@@ -1004,7 +1006,7 @@ inline void conv2d_backward(const ConvGeometry& g, int N, int C_out, const float
     // (computed where it is without parts, for the same bits), else its weight gradient's.
     const bool extend_here = extend && ((scatter_here && !dx_by_channel) || (gw && !by_channel) || (gb && !transpose));
     const bool transpose_here = transpose && ((scatter_here && dx_by_channel) || (gw && by_channel) || gb);
-    const detail::ChannelRange dy_channels = gb || dx_here ? detail::ChannelRange{0, C_out} : gw_channels;
+    const detail::BlockRange dy_channels = gb || dx_here ? detail::BlockRange{0, C_out} : gw_channels;
     const std::int64_t dy_first = dy_channels.begin * P;  // where those channels start in an image's dy
     const Buffers b = buffers(t, std::min(group, largest_chunk));
     auto image_dy = [&](int n) {  // image n's dy, its needed channels unpooled first when the layer pools

@@ -133,7 +133,7 @@ int for_each_image_range(int images, Body&& body) {
 }
 
 // Runs body(thread, chunk, part, first_image, end_image) for `chunks` fixed, contiguous chunks of
-// the batch, each cut into `parts` parts (channel_range below), handed to the threads as they
+// the batch, each cut into `parts` parts (block_range below), handed to the threads as they
 // become free. On this shared machine one core often runs slower than the other for a while; with
 // one fixed half per thread the other core then waits (a fifth of its time, measured on the wide
 // network). The chunks and parts do not depend on which thread runs them, so sums kept per chunk
@@ -185,17 +185,17 @@ inline int channel_parts(int chunks, int tiles, int threads, std::int64_t multip
       1, std::min<std::int64_t>({tiles, by_work, (threads + chunks - 1) / std::max(chunks, 1)})));
 }
 
-// The channels [begin, end) of part `part` of `parts`: whole blocks of `block` channels (the kernels'
-// register tiles), so that every output is computed exactly as it is without parts, to the bit.
-struct ChannelRange {
+// The channels (or taps) [begin, end) of part `part` of `parts` of `count`: whole blocks of `block`
+// (the kernels' register tiles), so that every output is computed exactly as without parts.
+struct BlockRange {
   int begin, end;
   bool empty() const { return begin >= end; }
   int size() const { return end - begin; }
 };
-inline ChannelRange channel_range(int channels, int block, int part, int parts) {
-  const std::int64_t blocks = (channels + block - 1) / block;
-  return {static_cast<int>(std::min<std::int64_t>(channels, blocks * part / parts * block)),
-          static_cast<int>(std::min<std::int64_t>(channels, blocks * (part + 1) / parts * block))};
+inline BlockRange block_range(int count, int block, int part, int parts) {
+  const std::int64_t blocks = (count + block - 1) / block;
+  return {static_cast<int>(std::min<std::int64_t>(count, blocks * part / parts * block)),
+          static_cast<int>(std::min<std::int64_t>(count, blocks * (part + 1) / parts * block))};
 }
 
 // Chunks of a batch for a weight gradient: each keeps its own partial sum (see
