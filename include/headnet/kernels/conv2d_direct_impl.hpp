@@ -85,7 +85,7 @@ static_assert(tile_rows <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 
 // y_ext[j][p0, p0 + 2W) for the CB output channels of one block; `w` is that block's packed weights.
 template <int CB>
-inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
+HEADNET_NOINLINE inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
                          std::int64_t p0, float* y_ext, std::int64_t ld) {
   HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
   for (std::int64_t t = 0; t < R; ++t, w += forward_channels) {

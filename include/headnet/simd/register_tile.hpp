@@ -10,6 +10,17 @@
 // a run-time rows in 1..V::tile_rows, so that a block's last, partial tile is also unrolled.
 #pragma once
 
+// HEADNET_NOINLINE keeps a tile out of its caller, so that the tile's accumulators get the whole
+// register file. Inlined into forward_image, whose ReLU epilogue holds a zero vector across the
+// loop nest, g++ 12 kept one of the AVX2 forward tile's 12 accumulators on the stack: each tap then
+// stored and reloaded it, and the tile ran at a third of the FMA peak (found with
+// `objdump -d | grep 'vfmadd.*(%rsp)'`, docs/benchmarks.md).
+#if defined(_MSC_VER) && !defined(__clang__)
+#define HEADNET_NOINLINE __declspec(noinline)
+#else
+#define HEADNET_NOINLINE __attribute__((noinline))
+#endif
+
 #define HEADNET_FOR_ROWS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 
 // The common tile: CB rows x 2 registers, row j the broadcast w[j] times the two loaded vectors
