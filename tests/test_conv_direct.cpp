@@ -216,28 +216,41 @@ TEST_CASE("The automatic choice mixes paths pass by pass and gets the same gradi
 
 TEST_CASE("Direct gradients are the same bits on 1 and 2 threads and on every run", "[conv2d][direct]") {
   // The batch is cut into fixed chunks whose partial sums are added in chunk order, whichever
-  // thread ran them (detail::for_each_image_chunk).
-  const kernels::ConvGeometry g{6, 12, 12, 5, 1, 0};
-  const int n = 11, c_out = 16;
-  Generator gen(9);
-  std::vector<float> x(static_cast<std::size_t>(n * g.image_size())), w(static_cast<std::size_t>(c_out * g.patch_size())),
-      dy(static_cast<std::size_t>(std::int64_t(n) * c_out * g.out_pixels()));
-  for (auto* v : {&x, &w, &dy})
-    for (float& e : *v) e = float(gen.uniform(-1, 1));
-  std::vector<std::vector<float>> gw, dx;
-  for (int threads : {1, 2, 2}) {
-    set_num_threads(threads);
-    kernels::Conv2dWorkspace<float> ws;
-    gw.emplace_back(w.size(), 0.0f);
-    dx.emplace_back(x.size(), 0.0f);
-    std::vector<float> gb(static_cast<std::size_t>(c_out), 0.0f);
-    kernels::conv2d_backward(g, n, c_out, x.data(), w.data(), dy.data(), dx.back().data(), gw.back().data(), gb.data(),
-                             ws, kernels::ConvAlgorithm::direct);
+  // thread ran them (detail::for_each_image_chunk), and the threads share that sum's rows only
+  // where it is large (add_chunk_partials: the 64 -> 16 and 64 -> 12 layers; 6 -> 16 stays on one
+  // thread). 16 output channels take the weight gradient by channel, 12 by pixel (on AVX2 and
+  // AVX-512 alike), so both layouts of the sum are cut.
+  struct Layer {
+    kernels::ConvGeometry g;
+    int c_out;
+  };
+  for (const Layer& layer : {Layer{{6, 12, 12, 5, 1, 0}, 16}, Layer{{64, 10, 10, 5, 1, 0}, 16}, Layer{{64, 10, 10, 5, 1, 0}, 12}}) {
+    const kernels::ConvGeometry& g = layer.g;
+    const int n = 11, c_out = layer.c_out;
+    INFO("layer " << g.channels << " -> " << c_out << " at " << g.height << "x" << g.width);
+    Generator gen(9);
+    std::vector<float> x(static_cast<std::size_t>(n * g.image_size())),
+        w(static_cast<std::size_t>(c_out * g.patch_size())),
+        dy(static_cast<std::size_t>(std::int64_t(n) * c_out * g.out_pixels()));
+    for (auto* v : {&x, &w, &dy})
+      for (float& e : *v) e = float(gen.uniform(-1, 1));
+    std::vector<std::vector<float>> gw, gb, dx;
+    for (int threads : {1, 2, 2}) {
+      set_num_threads(threads);
+      kernels::Conv2dWorkspace<float> ws;
+      gw.emplace_back(w.size(), 0.5f);  // the backward adds to what is there
+      gb.emplace_back(static_cast<std::size_t>(c_out), 0.25f);
+      dx.emplace_back(x.size(), 0.0f);
+      kernels::conv2d_backward(g, n, c_out, x.data(), w.data(), dy.data(), dx.back().data(), gw.back().data(),
+                               gb.back().data(), ws, kernels::ConvAlgorithm::direct);
+    }
+    set_num_threads(2);
+    CHECK(gw[0] == gw[1]);
+    CHECK(gw[1] == gw[2]);
+    CHECK(gb[0] == gb[1]);
+    CHECK(gb[1] == gb[2]);
+    CHECK(dx[0] == dx[1]);
   }
-  set_num_threads(2);
-  CHECK(gw[0] == gw[1]);
-  CHECK(gw[1] == gw[2]);
-  CHECK(dx[0] == dx[1]);
 }
 
 TEST_CASE("Direct conv kernels are used where they apply and not elsewhere", "[conv2d][direct]") {
