@@ -85,8 +85,8 @@ static_assert(tile_rows <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 
 // y_ext[j][p0, p0 + 2W) for the CB output channels of one block; `w` is that block's packed weights.
 template <int CB>
-HEADNET_NOINLINE inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R, const float* w,
-                         std::int64_t p0, float* y_ext, std::int64_t ld) {
+HEADNET_NOINLINE inline void forward_tile(const float* xp, const std::int64_t* offsets, std::int64_t R,
+                                          const float* w, std::int64_t p0, float* y_ext, std::int64_t ld) {
   HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
   for (std::int64_t t = 0; t < R; ++t, w += forward_channels) {
     const float* src = xp + offsets[t] + p0;
@@ -880,9 +880,9 @@ inline void add_transposed(const float* in, std::int64_t rows, int cols, std::in
 // layouts: (R, C_out) by channel, (C_out, R) by pixel, then the C_out bias sums), added in chunk
 // order in their own layout (contiguous, vectorised) and only their sum transposed (transposing
 // each partial cost 5% of the wide network's step at batch 4: strided gathers). The threads share
-// the partials' rows; every element is summed as on one thread, so the bits do not depend on the
-// thread count. On one thread this tail took about 5% of the wide
-// network's step at batch 4 (4 partials of conv2's 51,200 weights) while the other thread waited.
+// the partials' rows, each element summed as on one thread, so the bits do not depend on the
+// thread count: on one thread, while the other waited, this tail made the wide conv2's weight
+// gradient at batch 4 (4 partials of 51,200 weights) 1.4x slower on AMD EPYC (Zen 3).
 inline void add_chunk_partials(Conv2dWorkspace<float>& ws, int chunks, std::int64_t R, int C_out, bool by_channel,
                                float* grad_weight, float* grad_bias) {
   const std::int64_t weight_size = C_out * R;
