@@ -14,11 +14,12 @@ command -v objdump >/dev/null || { echo "objdump not found: skipped"; exit 77; }
 status=0
 for binary in "$@"; do
   [ -f "$binary" ] || { echo "$binary: no such file" >&2; exit 2; }
-  spills=$(objdump -d --no-show-raw-insn -C "$binary" | awk '
+  disassembly=$(objdump -d --no-show-raw-insn -C "$binary")
+  spills=$(awk '
     /^[0-9a-f]+ <.*>:$/ { fn = $0; vector = fn ~ /::(direct|winograd)::(avx2|avx512)::/ && fn !~ /fma_seconds/ }
     vector && /vfn?madd[0-9a-z]* +[-0-9a-fx]*\(%rsp\)/ { count[fn]++ }
-    END { for (f in count) printf "%6d FMAs on the stack in %s\n", count[f], f }')
-  kernels=$(objdump -d --no-show-raw-insn -C "$binary" | grep -cE '^[0-9a-f]+ <.*::(direct|winograd)::avx(2|512)::' || true)
+    END { for (f in count) printf "%6d FMAs on the stack in %s\n", count[f], f }' <<<"$disassembly")
+  kernels=$(grep -cE '^[0-9a-f]+ <.*::(direct|winograd)::avx(2|512)::' <<<"$disassembly" || true)
   if [ -n "$spills" ]; then
     echo "$binary: vector tiles with spilled accumulators:"
     echo "$spills"
