@@ -6,7 +6,8 @@
 // user changes is the one that takes effect.
 //
 // On a shared machine OpenMP's waiting threads matter as much as its working ones: see
-// bound_openmp_spinning below.
+// bound_openmp_spinning below. The direct convolution kernels run on a pool of headnet's own
+// threads instead (core/thread_pool.hpp), with as many threads as num_threads() says.
 #pragma once
 
 #include <cstdlib>

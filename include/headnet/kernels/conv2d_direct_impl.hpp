@@ -924,12 +924,9 @@ inline void add_chunk_partials(Conv2dWorkspace<float>& ws, int chunks, std::int6
   const int threads = int(std::min<std::int64_t>({num_threads(), rows, chunks * weight_size / (std::int64_t(1) << 16)}));
   if (threads <= 1) {
     add_rows(0, rows);
-  } else {
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = thread_index();
-      add_rows(rows * t / threads, rows * (t + 1) / threads);
-    }
+  } else {  // one range of rows a unit, on the threads of the kernels (conv2d_workspace.hpp)
+    auto unit = [&](int, int u) { add_rows(rows * u / threads, rows * (u + 1) / threads); };
+    headnet::detail::ThreadPool::instance().run(threads, threads, unit);
   }
   if (grad_bias)
     for (int co = 0; co < C_out; ++co) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "headnet/core/parallel.hpp"
+#include "headnet/core/thread_pool.hpp"
 #include "headnet/kernels/gemm.hpp"
 
 namespace headnet {
@@ -134,10 +135,11 @@ int for_each_image_range(int images, Body&& body) {
 
 // Runs body(thread, chunk, part, first_image, end_image) for `chunks` fixed, contiguous chunks of
 // the batch, each cut into `parts` parts (block_range below), handed to the threads as they
-// become free. On this shared machine one core often runs slower than the other for a while; with
-// one fixed half per thread the other core then waits (a fifth of its time, measured on the wide
-// network). The chunks and parts do not depend on which thread runs them, so sums kept per chunk
-// and added in chunk order are the same on every run.
+// become free (on ThreadPool, core/thread_pool.hpp, not OpenMP: the caller does not wait for a
+// thread still waking up). On this shared machine one core often runs slower than the other for a
+// while; with one fixed half per thread the other core then waits (a fifth of its time, measured
+// on the wide network). The chunks and parts do not depend on which thread runs them, so sums kept
+// per chunk and added in chunk order are the same on every run.
 template <typename Body>
 int for_each_image_chunk(int images, int chunks, int parts, Body&& body) {
   chunks = std::max(1, std::min(chunks, images));
@@ -153,12 +155,7 @@ int for_each_image_chunk(int images, int chunks, int parts, Body&& body) {
     for (int u = 0; u < units; ++u) run(0, u);
     return 1;
   }
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = thread_index();
-#pragma omp for schedule(dynamic, 1)
-    for (int u = 0; u < units; ++u) run(t, u);
-  }
+  headnet::detail::ThreadPool::instance().run(threads, units, run);
   return threads;
 }
 
