@@ -14,9 +14,10 @@
 // the calling thread starts at once and takes units until none are left; a worker that wakes late
 // finds none and goes back to waiting, and the caller only ever waits for units a worker has
 // actually started. Workers spin a little while after a job (long enough to bridge the serial
-// gaps of a training step) and then sleep; a thread that finds, while spinning, that it was taken
-// off its core for a while (another program wants the CPU) stops spinning for the next
-// `contention_hold` and sleeps at once instead.
+// gaps of a training step; after the first 50 us yielding their core between polls to any thread
+// that wants it) and then sleep; a thread that finds, while spinning, that the system's scheduler
+// took its core for a while (another program wants the CPU) stops spinning for the next
+// `contention_hold_ms` and sleeps at once instead.
 //
 // What a body must be: it may not throw (as in an OpenMP region, a throw from a worker calls
 // std::terminate) and may not start another pool job (a nested run, or a run from a second
@@ -40,6 +41,7 @@
 #include <immintrin.h>
 #endif
 #if defined(__unix__)
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 
@@ -60,6 +62,12 @@ class ThreadPool {
   /// passes of a training step (up to about 75 us on the wide network at batch 4). Environment
   /// variable HEADNET_POOL_SPIN_US overrides it (0: sleep at once).
   static constexpr int default_spin_us = 200;
+  /// For the first polling_us of a spin (most gaps of a step) a thread only polls; after that it
+  /// offers its core to any other thread that wants it (sched_yield) between polls, such as an
+  /// OpenMP worker woken for the next pass (BatchNorm, Winograd), which a polling pool thread would
+  /// otherwise keep off its core for the rest of the spin (an OpenMP region cost 50-100 us more in
+  /// headnet-wakeup with the pool's jobs interleaved).
+  static constexpr int polling_us = 50;
   /// A thread that was off its core for this long while spinning concludes that another program
   /// wants the CPU...
   static constexpr int preempted_us = 500;
@@ -115,7 +123,8 @@ class ThreadPool {
     take_units(job, 0);
     inside_job() = false;
     // Wait for the units the workers took: spin, then sleep until the last one finishes.
-    if (done_.load(std::memory_order_acquire) != units && !spin_until([&] { return done_.load(std::memory_order_acquire) == units; })) {
+    auto finished = [&] { return done_.load(std::memory_order_acquire) == units; };
+    if (!finished() && !spin_until(finished)) {
       std::unique_lock<std::mutex> lock(mutex_);
       caller_waiting_.store(true);
       finished_.wait(lock, [&] { return done_.load() == units; });
@@ -165,20 +174,43 @@ class ThreadPool {
     const auto start = clock::now();
     if (start < contended_until()) return ready();
     auto last = start;
+    bool yielding = false;
     for (int i = 1;; ++i) {
       if (ready()) return true;
-      cpu_relax();
-      if (i % 64 == 0) {
+      if (yielding)
+        std::this_thread::yield();
+      else
+        cpu_relax();
+      if (yielding || i % 64 == 0) {
         const auto now = clock::now();
-        if (now - last > std::chrono::microseconds(preempted_us)) {
+        if (now - last > std::chrono::microseconds(preempted_us) && preempted_in_this_system()) {
           contended_until_.store((now + std::chrono::milliseconds(contention_hold_ms)).time_since_epoch().count(),
                                  std::memory_order_relaxed);
           return ready();
         }
         if (now - start > std::chrono::microseconds(spin_us_)) return ready();
+        yielding = now - start > std::chrono::microseconds(polling_us);
         last = now;
       }
     }
+  }
+
+  // Whether this thread was switched out for another thread of this system since the last call:
+  // its involuntary context switches (Linux: getrusage(RUSAGE_THREAD)). A virtual machine's host
+  // also takes cores away, but the guest's scheduler does not see that and spinning there costs
+  // no other program anything; taking it for contention put the pool in sleep-at-once mode on
+  // the noisy 2-core EPYC every few seconds. Elsewhere, every long absence counts.
+  static bool preempted_in_this_system() {
+#if defined(RUSAGE_THREAD)
+    thread_local long last = -1;
+    rusage usage{};
+    if (getrusage(RUSAGE_THREAD, &usage) != 0) return true;
+    const bool preempted = last >= 0 && usage.ru_nivcsw > last;
+    last = usage.ru_nivcsw;
+    return preempted;
+#else
+    return true;
+#endif
   }
 
   std::chrono::steady_clock::time_point contended_until() const {
@@ -207,6 +239,8 @@ class ThreadPool {
         sleepers_.fetch_add(1);
         wake_.wait(lock, arrived);
         sleepers_.fetch_sub(1);
+        lock.unlock();
+        preempted_in_this_system();  // switches while asleep or working are not contention
       }
       if (stop_.load()) return;
       seen = state_.load(std::memory_order_acquire) >> 38;

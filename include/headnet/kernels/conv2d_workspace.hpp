@@ -165,7 +165,8 @@ int for_each_image_chunk(int images, int chunks, int parts, Body&& body) {
 // work (`multiply_adds`). A batch smaller than the thread count (one image at inference, batch 4
 // on 16 cores) would otherwise leave threads idle (scripts/work_split_model.py). But a part must
 // repay preparing its inputs itself and, above all, waking a thread that went to sleep between
-// parallel regions (after its bounded spin, core/parallel.hpp): on AMD EPYC (2 cores) the wide
+// parallel regions (measured with OpenMP's bounded spin, core/parallel.hpp, before the kernels
+// moved to core/thread_pool.hpp, whose threads spin longer): on AMD EPYC (2 cores) the wide
 // conv1's forward at batch 1, 7.5 M multiply-adds in two parts, ran 1.8x faster, but the wide
 // conv2's weight gradient alone, 5.1 M in two parts, ran 15% slower (the first thread ran both
 // parts before the second woke). Hence about 3 M multiply-adds a part; the tutorial network's
