@@ -42,7 +42,8 @@ inline int num_threads() {
 #endif
 }
 
-/// The calling thread's index in its parallel region (0 outside one).
+/// The calling thread's index in its OpenMP parallel region (0 outside one, and on the threads of
+/// core/thread_pool.hpp, whose jobs are given their thread's index instead).
 inline int thread_index() {
 #ifdef _OPENMP
   return omp_get_thread_num();

@@ -31,8 +31,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
