@@ -18,8 +18,10 @@ fi
 # --tests also brings the two independent ONNX readers the tests hand headnet's files to: the ONNX
 # checker (python3-onnx) and onnxruntime, which the test installs from npm (onnxruntime-node) with
 # Node.js: Debian's nodejs and npm unless a node and an npm are already on the PATH.
+# And clang, g++ for AArch64 and qemu-user, with which a test builds headnet with another compiler
+# and for another CPU (scripts/check_compilers.sh; skipped without them).
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(python3 python3-onnx doxygen)
+  packages+=(python3 python3-onnx doxygen clang g++-aarch64-linux-gnu qemu-user)
   if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 fi
 

@@ -34,9 +34,17 @@
 #if HEADNET_SIMD_X86 && defined(__GNUC__) && !defined(__clang__)
 #define HEADNET_SIMD_AVX2 1
 #define HEADNET_SIMD_AVX512 1
+#else  // 0 or 1 here, not an expression with defined(): these also appear outside #if
+#if HEADNET_SIMD_X86 && defined(__AVX2__) && defined(__FMA__)
+#define HEADNET_SIMD_AVX2 1
 #else
-#define HEADNET_SIMD_AVX2 (HEADNET_SIMD_X86 && defined(__AVX2__) && defined(__FMA__))
-#define HEADNET_SIMD_AVX512 (HEADNET_SIMD_X86 && defined(__AVX512F__))
+#define HEADNET_SIMD_AVX2 0
+#endif
+#if HEADNET_SIMD_X86 && defined(__AVX512F__)
+#define HEADNET_SIMD_AVX512 1
+#else
+#define HEADNET_SIMD_AVX512 0
+#endif
 #endif
 
 namespace headnet {
