@@ -34,25 +34,30 @@ using namespace headnet;
 
 // fp32 FLOP/s of a loop of independent FMAs on registers only, summed over `threads` threads, at
 // one vector width: 12 independent chains hide the FMA latency (4 cycles x 2 ports plus margin) on
-// every CPU we run on. One function per instruction set, each compiled for its own target, as the
-// kernels are (simd/vec.hpp); a macro, because a template instantiated outside a target region
-// would call the vector operations out of line.
+// every CPU we run on; the portable "register" is two 4-float vectors (simd/vec.hpp), so 6 of them
+// make 12 chains (12 would not fit x86's 16 registers). One function per instruction set, each
+// compiled for its own target, as the kernels are (simd/vec.hpp); a macro, because a template
+// instantiated outside a target region would call the vector operations out of line. Returns the
+// seconds per vector FMA.
 #define HEADNET_FMA_LOOP(function, V)                                                     \
   double function(long iterations) {                                                      \
-    V::reg a[12];                                                                         \
+    constexpr int chains = V::isa == simd::Isa::portable ? 6 : 12;                        \
+    V::reg a[chains];                                                                     \
     float init[16];                                                                       \
     for (int i = 0; i < 16; ++i) init[i] = 1.0f + 1e-7f * float(i);                       \
-    for (int i = 0; i < 12; ++i) a[i] = V::loadu(init);                                   \
+    for (int i = 0; i < chains; ++i) a[i] = V::loadu(init);                               \
     const float mf = 0.999999f, cf = 1e-6f;                                               \
     const V::reg m = V::broadcast(&mf), c = V::broadcast(&cf);                            \
+    benchmark::DoNotOptimize(a); /* the loop may not move out of the timed interval */    \
     const auto start = std::chrono::steady_clock::now();                                  \
     for (long i = 0; i < iterations; ++i)                                                 \
-      for (int k = 0; k < 12; ++k) a[k] = V::fma(a[k], m, c);                             \
+      for (int k = 0; k < chains; ++k) a[k] = V::fma(a[k], m, c);                         \
+    benchmark::DoNotOptimize(a);                                                          \
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); \
     float sink = 0;                                                                       \
-    for (int k = 0; k < 12; ++k) sink += V::hsum(a[k]);                                   \
+    for (int k = 0; k < chains; ++k) sink += V::hsum(a[k]);                               \
     benchmark::DoNotOptimize(sink);                                                       \
-    return seconds;                                                                       \
+    return seconds / (double(iterations) * chains);                                       \
   }
 
 HEADNET_FMA_LOOP(fma_seconds_portable, simd::Portable)
@@ -73,7 +78,7 @@ double measure_fma_peak(simd::Isa isa, int threads) {
   double best = 0;
   for (int attempt = 0; attempt < 5; ++attempt) {
     const long iterations = 10'000'000;
-    double seconds = 0;
+    double seconds = 0;  // per vector FMA, on the slowest thread
 #pragma omp parallel num_threads(threads) reduction(max : seconds)
     {
       switch (isa) {
@@ -86,7 +91,7 @@ double measure_fma_peak(simd::Isa isa, int threads) {
         default: seconds = fma_seconds_portable(iterations); break;
       }
     }
-    best = std::max(best, double(iterations) * 12 * simd::vector_width(isa) * 2 * threads / seconds);
+    best = std::max(best, double(simd::vector_width(isa)) * 2 * threads / seconds);
   }
   return best;
 }
@@ -149,7 +154,11 @@ struct Fixture {
   double flops() const { return 2.0 * n * c_out * double(g.out_pixels()) * double(g.patch_size()); }
 };
 
-void report(benchmark::State& state, double flops_per_iteration) {
+// The counters, and as the label the path the pass took (what --algorithm forced, or the automatic
+// choice for this shape and batch): "direct/avx2", "winograd_4x4/avx512", "im2col_gemm", ...
+void report(benchmark::State& state, const Fixture& f, kernels::ConvPass pass) {
+  const double flops_per_iteration = f.flops();
+  state.SetLabel(kernels::select_conv_path<float>(f.g, f.c_out, pass, algorithm, simd::active_isa(), f.n).name());
   state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_fraction"] =
       benchmark::Counter(flops_per_iteration / fma_peak(), benchmark::Counter::kIsIterationInvariantRate);
@@ -172,7 +181,7 @@ void BM_forward(benchmark::State& state, ConvShape s) {
     kernels::conv2d_forward(f.g, f.n, f.c_out, f.x.data(), f.w.data(), f.b.data(), f.y.data(), f.ws, algorithm);
     benchmark::ClobberMemory();
   }
-  report(state, f.flops());
+  report(state, f, kernels::ConvPass::forward);
 }
 
 void BM_backward_input(benchmark::State& state, ConvShape s) {
@@ -182,7 +191,7 @@ void BM_backward_input(benchmark::State& state, ConvShape s) {
                                     f.ws, algorithm);
     benchmark::ClobberMemory();
   }
-  report(state, f.flops());
+  report(state, f, kernels::ConvPass::input_gradient);
 }
 
 void BM_backward_weight(benchmark::State& state, ConvShape s) {
@@ -192,7 +201,7 @@ void BM_backward_weight(benchmark::State& state, ConvShape s) {
                                     f.db.data(), f.ws, algorithm);
     benchmark::ClobberMemory();
   }
-  report(state, f.flops());
+  report(state, f, kernels::ConvPass::weight_gradient);
 }
 
 void BM_maxpool_forward(benchmark::State& state, ConvShape s) {
@@ -238,7 +247,7 @@ void BM_conv_maxpool_forward(benchmark::State& state, ConvShape s) {
     }
     benchmark::ClobberMemory();
   }
-  report(state, f.flops());
+  report(state, f, kernels::ConvPass::forward);
 }
 
 // The fast recipe's norm -> act pairs (models/airbench.hpp), fused or apart, training mode.
