@@ -2,6 +2,8 @@
 """headnet against PyTorch on the same CPU, in the same run, alternating.
 
   python3 benchmarks/compare_pytorch.py [--repeats 3] [--quick]
+  python3 benchmarks/compare_pytorch.py --fast-layers     # the fast recipe's layers on every path
+  python3 benchmarks/compare_pytorch.py --targets         # issue #13's targets, met or not (exit 1 if not)
 
 Needs build/benchmarks/headnet-train-throughput and headnet-conv-kernels (configure with
 -DHEADNET_BUILD_BENCHMARKS=ON) and Debian's python3-torch. For every network and batch it runs
@@ -80,18 +82,19 @@ def pytorch_throughput(net, batch, threads):
     return json.loads(out.strip().splitlines()[-1])["median"]
 
 
-def headnet_layers(batch, names=".*", isa=None, algorithm=None):
+def headnet_layers(batch, names=".*", isa=None, algorithm=None, with_paths=False):
     out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"), f"--benchmark_filter=^(forward|backward_input|backward_weight)/{names}/{batch}/",
                           "--benchmark_format=json", "--benchmark_min_time=0.2"] + ([f"--isa={isa}"] if isa else [])
                          + ([f"--algorithm={algorithm}"] if algorithm else []),
                          check=True, capture_output=True, text=True).stdout
     peak = float(re.search(r"Measured fp32 FMA peak: ([0-9.]+) GFLOP/s", out).group(1))
     data = json.loads(out[out.index("\n{") + 1:])
-    result = {}
+    result, paths = {}, {}
     for b in data["benchmarks"]:
         kind, name, _ = b["name"].split("/")[:3]
         result[(name, kind)] = b["GFLOP/s"]
-    return peak, result
+        paths[(name, kind)] = b.get("label", "")
+    return (peak, result, paths) if with_paths else (peak, result)
 
 
 def pytorch_layer(layer, batch, threads):
@@ -111,10 +114,17 @@ def main():
     a.add_argument("--fast-layers", action="store_true",
                    help="only the fast recipe's 3x3 layers at batch 256, for every instruction set the CPU has "
                         "(printed, not written to the doc)")
+    a.add_argument("--targets", action="store_true",
+                   help="issue #13's speed targets, all in one run: the fast recipe's layers and whole step, the "
+                        "tutorial and wide networks against PyTorch, and the slowdown beside a busy process; "
+                        "prints each target with its figure and whether it is met (not written to the doc)")
+    a.add_argument("--no-load", action="store_true", help="with --targets: skip the runs beside a busy process")
     args = a.parse_args()
     repeats = 1 if args.quick else args.repeats
     if args.fast_layers:
         return fast_layers(repeats)
+    if args.targets:
+        return targets(repeats, not args.no_load)
     # Layers: `repeats` rounds, each headnet's whole kernel benchmark then PyTorch's layers, medians.
     layer_samples, peaks = {}, []
     for r in range(repeats):
@@ -229,5 +239,141 @@ def fast_layers(repeats):
     print("\n".join(lines))
 
 
+def headnet_steps(net, batch, threads, seconds=1.0, steps=0, warmup=0):
+    """images/s of one timed run of headnet's training step (calibrated to about `seconds`, or `steps` steps)."""
+    out = subprocess.run([os.path.join(bench, "headnet-train-throughput"), "--nets", net, "--batch", str(batch),
+                          "--threads", str(threads), "--repeats", "1", "--seconds", str(seconds), "--steps", str(steps),
+                          "--warmup", str(warmup), "--json", "/dev/stdout"],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("["):])[0]["median"]
+
+
+def pytorch_steps(net, batch, threads, seconds=1.0, steps=0, warmup=0):
+    out = subprocess.run(["/usr/bin/python3", os.path.join(root, "benchmarks", "pytorch_throughput.py"), "--nets", net,
+                          "--batch", str(batch), "--threads", str(threads), "--repeats", "1", "--seconds", str(seconds),
+                          "--steps", str(steps), "--warmup", str(warmup)],
+                         check=True, capture_output=True, text=True, env=torch_env).stdout
+    return json.loads(out.strip().splitlines()[-1])["median"]
+
+
+FORWARD_MACS = r'''
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from pytorch_models import airbench
+macs = 0
+def count(module, inputs, output):
+    global macs
+    if isinstance(module, torch.nn.Conv2d):
+        macs += output.numel() * module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+    elif isinstance(module, torch.nn.Linear):
+        macs += output.numel() * module.in_features
+net = airbench()
+for m in net.modules():
+    m.register_forward_hook(count)
+with torch.no_grad():
+    net(torch.zeros(1, 3, 32, 32))
+print(macs)
+'''
+
+
+def targets(repeats, load):
+    """Issue #13's targets, measured in one run on the widest vector width the CPU has: `repeats` rounds,
+    headnet and PyTorch alternating within each round, medians over the rounds."""
+    cpuinfo = open("/proc/cpuinfo").read()
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M).group(1).split()
+    model = re.search(r"^model name\s*:(.*)$", cpuinfo, re.M).group(1).strip()
+    widest = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags and "fma" in flags else "portable"
+    macs = int(subprocess.run(["/usr/bin/python3", "-c", FORWARD_MACS, os.path.join(root, "scripts")], check=True,
+                              capture_output=True, text=True, env=torch_env).stdout)
+    fast_step = [("pytorch", 256, 1), ("pytorch", 256, 2), ("pytorch", 1024, 1), ("pytorch", 1024, 2)]
+    nets = [(n, b) for n in ("tutorial", "wide") for b in (4, 32, 128)]
+    loaded = [(n, b) for n in ("tutorial", "wide") for b in (4, 32)]
+    samples, peaks, paths = {}, [], {}
+    add = lambda key, value: samples.setdefault(key, []).append(value)
+    for r in range(repeats):
+        peak, layers, paths = headnet_layers(256, "fast_.*", widest, with_paths=True)
+        peaks.append(peak)
+        for key, value in layers.items():
+            add(("layer", "headnet") + key, value)
+        for layer in FAST_LAYERS:
+            for th in (1, 2):
+                for kind, value in pytorch_layer(layer, 256, th).items():
+                    add(("layer", "pytorch", layer[0], kind, th), value)
+        print(f"round {r + 1}: fast layers done", file=sys.stderr, flush=True)
+        add(("step", "headnet", 1024, 2), headnet_steps("fast", 1024, 2, steps=2, warmup=1))
+        for who, batch, th in fast_step:
+            add(("step", who, batch, th), pytorch_steps("fast", batch, th, steps=1 if batch == 1024 else 2, warmup=1))
+        print(f"round {r + 1}: fast step done", file=sys.stderr, flush=True)
+        for net, batch in nets:
+            add(("net", "headnet", net, batch), headnet_steps(net, batch, 2))
+            for th in (1, 2):
+                add(("net", "pytorch", net, batch, th), pytorch_steps(net, batch, th))
+        print(f"round {r + 1}: tutorial and wide done", file=sys.stderr, flush=True)
+        for net, batch in loaded if load else []:
+            alone = headnet_steps(net, batch, 2)
+            busy = subprocess.Popen(["sh", "-c", "while :; do :; done"])
+            try:
+                contended = headnet_steps(net, batch, 2)
+            finally:
+                busy.kill()
+                busy.wait()
+            add(("load", net, batch), alone / contended)
+        print(f"round {r + 1} done", file=sys.stderr, flush=True)
+    os.makedirs(os.path.join(root, "runs"), exist_ok=True)
+    with open(os.path.join(root, "runs", "targets_samples.json"), "w") as f:
+        json.dump({" ".join(map(str, k)): v for k, v in samples.items()}, f, indent=1)
+
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    spread = lambda k: f"{min(samples[k]):.3g}-{max(samples[k]):.3g}"
+    peak = statistics.median(peaks)
+    rows, met = [], []
+
+    def target(what, figure, required, ok):
+        rows.append(f"| {what} | {figure} | {required} | {'yes' if ok else '**no**'} |")
+        met.append(ok)
+
+    for layer in FAST_LAYERS:
+        for kind in ("forward", "backward_input", "backward_weight"):
+            h = med[("layer", "headnet", layer[0], kind)]
+            p = max(med[("layer", "pytorch", layer[0], kind, th)] for th in (1, 2))
+            target(f"{layer[0]} {kind} ({paths.get((layer[0], kind), '?')})",
+                   f"{h:.0f} GFLOP/s = {h / peak:.2f}x peak, {h / p:.2f}x PyTorch ({p:.0f})",
+                   ">= 0.65x peak, > PyTorch", h >= 0.65 * peak and h > p)
+    h = med[("step", "headnet", 1024, 2)]
+    gflops = 3 * 2 * macs * h / 1e9
+    same = max(med[("step", "pytorch", 1024, th)] for th in (1, 2))
+    best_key = max(fast_step, key=lambda k: med[("step",) + k])
+    best = med[("step",) + best_key]
+    target("fast step, batch 1024: effective GFLOP/s (3 x 2 x forward MACs x images/s)",
+           f"{gflops:.0f} = {gflops / peak:.2f}x peak ({h:.0f} images/s, {spread(('step', 'headnet', 1024, 2))})",
+           ">= 0.5x peak", gflops >= 0.5 * peak)
+    target("fast step, batch 1024, against PyTorch at batch 1024", f"{h / same:.2f}x ({same:.0f} images/s)", ">= 2x",
+           h >= 2 * same)
+    target("fast step, batch 1024, against PyTorch's best", f"{h / best:.2f}x ({best:.0f} images/s, batch "
+           f"{best_key[1]}, {best_key[2]} thread{'s' if best_key[2] > 1 else ''})", ">= 1.5x", h >= 1.5 * best)
+    for net, batch in nets:
+        h = med[("net", "headnet", net, batch)]
+        p = max(med[("net", "pytorch", net, batch, th)] for th in (1, 2))
+        need = 4 if net == "tutorial" else 2.5
+        target(f"{net} network, batch {batch}, against PyTorch", f"{h / p:.2f}x ({h:.0f} / {p:.0f} images/s)",
+               f">= {need}x", h >= need * p)
+    for net, batch in loaded if load else []:
+        k = ("load", net, batch)
+        target(f"{net} network, batch {batch}, beside a busy process", f"{med[k]:.2f}x slower ({spread(k)})",
+               "<= 2.5x", med[k] <= 2.5)
+    simd = " ".join(f for f in flags if f in ("avx", "avx2", "fma") or f.startswith("avx512")) or "no AVX"
+    torch_version = subprocess.run(["/usr/bin/python3", "-c", "import torch; print(torch.__version__)"],
+                                   capture_output=True, text=True).stdout.strip()
+    lines = [f"### Issue #13's targets: {sum(met)} of {len(met)} met (medians of {repeats} rounds; FMA peak "
+             f"{peak:.0f} GFLOP/s at {widest}, measured in the same run)", "",
+             "| target | measured | required | met |", "|---|---|---|---|"] + rows + [
+             "", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py --targets"
+             f" --repeats {repeats}` on {model}, {os.cpu_count()} cores (flags: {simd}); headnet on 2 "
+             f"threads at {widest} (automatic paths), PyTorch {torch_version} at its better of 1 and 2 threads; the "
+             f"fast network does {macs / 1e6:.1f} M multiply-adds per image forward (counted by PyTorch hooks)."]
+    print("\n".join(lines))
+    return 0 if all(met) else 1
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
