@@ -34,7 +34,7 @@ namespace simd {
 /// Plain C++, 8 floats a "register": with g++ and clang two generic 4-float vectors, which the
 /// compiler maps to the target's own registers (SSE on any x86-64, NEON on AArch64); elsewhere an
 /// array of 8 floats, vectorised as far as the compiler manages. (The array ran the direct kernels
-/// at 4-18 GFLOP/s where im2col + GEMM ran at 18-65: g++ 12 kept every lane in memory. One 8-float
+/// at 4-33 GFLOP/s where im2col + GEMM ran at 19-63: g++ 12 kept every lane in memory. One 8-float
 /// vector would change the calling convention of x86-64 builds without AVX.)
 struct Portable {
   static constexpr Isa isa = Isa::portable;  ///< the instruction set
