@@ -1,8 +1,9 @@
 // Built by scripts/check_compilers.sh with compilers and targets other than the main build's
 // (clang; g++ for AArch64), where only the portable kernels exist or the x86 ones are chosen by
-// other macros: a training step of the tutorial network, the fast recipe's network and ResNet-18
-// instantiates every layer, kernel and path headnet.hpp has. Run (under qemu for AArch64 when
-// it is there), it checks that the steps compute finite losses and that they learn a little.
+// other macros: training steps of the tutorial network, the fast recipe's network and ResNet-18
+// instantiate the convolution on its direct, Winograd and im2col paths, the fused poolings and
+// activations, BatchNorm, residual blocks, the loss and the optimiser. Run (under qemu for AArch64
+// when it is there), it checks that the losses are finite and fall.
 #include <cmath>
 #include <cstdio>
 #include <vector>
