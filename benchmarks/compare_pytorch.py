@@ -68,16 +68,21 @@ print(json.dumps({"forward": flops / fwd / 1e9, "backward_input": flops / bin_ /
 '''
 
 
-def headnet_throughput(net, batch, threads):
+def headnet_throughput(net, batch, threads, seconds=0.4, repeats=3, steps=0, warmup=0):
+    """images/s of headnet's training step: the median of `repeats` timed runs of about `seconds` (or of
+    `steps` steps) each."""
     out = subprocess.run([os.path.join(bench, "headnet-train-throughput"), "--nets", net, "--batch", str(batch),
-                          "--threads", str(threads), "--repeats", "3", "--seconds", "0.4", "--json", "/dev/stdout"],
+                          "--threads", str(threads), "--repeats", str(repeats), "--seconds", str(seconds),
+                          "--steps", str(steps), "--warmup", str(warmup), "--json", "/dev/stdout"],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out[out.index("["):])[0]["median"]
 
 
-def pytorch_throughput(net, batch, threads):
+def pytorch_throughput(net, batch, threads, seconds=0.4, repeats=3, steps=0, warmup=0):
+    """The same for PyTorch (benchmarks/pytorch_throughput.py)."""
     out = subprocess.run(["/usr/bin/python3", os.path.join(root, "benchmarks", "pytorch_throughput.py"), "--nets", net,
-                          "--batch", str(batch), "--threads", str(threads), "--repeats", "3", "--seconds", "0.4"],
+                          "--batch", str(batch), "--threads", str(threads), "--repeats", str(repeats), "--seconds",
+                          str(seconds), "--steps", str(steps), "--warmup", str(warmup)],
                          check=True, capture_output=True, text=True, env=torch_env).stdout
     return json.loads(out.strip().splitlines()[-1])["median"]
 
@@ -240,20 +245,12 @@ def fast_layers(repeats):
 
 
 def headnet_steps(net, batch, threads, seconds=1.0, steps=0, warmup=0):
-    """images/s of one timed run of headnet's training step (calibrated to about `seconds`, or `steps` steps)."""
-    out = subprocess.run([os.path.join(bench, "headnet-train-throughput"), "--nets", net, "--batch", str(batch),
-                          "--threads", str(threads), "--repeats", "1", "--seconds", str(seconds), "--steps", str(steps),
-                          "--warmup", str(warmup), "--json", "/dev/stdout"],
-                         check=True, capture_output=True, text=True).stdout
-    return json.loads(out[out.index("["):])[0]["median"]
+    """One timed run (each round of --targets is a repeat)."""
+    return headnet_throughput(net, batch, threads, seconds, 1, steps, warmup)
 
 
 def pytorch_steps(net, batch, threads, seconds=1.0, steps=0, warmup=0):
-    out = subprocess.run(["/usr/bin/python3", os.path.join(root, "benchmarks", "pytorch_throughput.py"), "--nets", net,
-                          "--batch", str(batch), "--threads", str(threads), "--repeats", "1", "--seconds", str(seconds),
-                          "--steps", str(steps), "--warmup", str(warmup)],
-                         check=True, capture_output=True, text=True, env=torch_env).stdout
-    return json.loads(out.strip().splitlines()[-1])["median"]
+    return pytorch_throughput(net, batch, threads, seconds, 1, steps, warmup)
 
 
 FORWARD_MACS = r'''
