@@ -11,7 +11,8 @@
 //   - simd::set_isa() for the whole process, or Conv2d::set_isa() for one layer.
 // Asking for a path the CPU cannot run is an error naming it, never an illegal instruction.
 //
-//   portable  plain C++ on 8-float arrays: any CPU, any compiler; the compiler may vectorise it.
+//   portable  plain C++, 8 floats a register: any CPU, any compiler; with g++ and clang on the
+//             compiler's generic vectors (SSE, NEON), elsewhere on arrays it may vectorise.
 //   avx2      256-bit AVX2 + FMA (Intel Haswell, AMD Zen and later).
 //   avx512    512-bit AVX-512F (Intel Skylake-SP, AMD Zen 4 and later).
 // With compilers other than g++ (clang), a path is compiled only when the compiler flags already
@@ -65,7 +66,7 @@ inline const char* name(Isa isa) {
   }
 }
 
-/// Floats in one vector register of `isa` (the portable path works on arrays of 8).
+/// Floats in one vector register of `isa` (the portable path's "register" holds 8).
 inline int vector_width(Isa isa) { return isa == Isa::avx512 ? 16 : 8; }
 
 /// The Isa called `text`; throws std::invalid_argument naming the choices otherwise.
