@@ -6,7 +6,8 @@
 # chosen by different macros (simd/isa.hpp), and an expression that only g++ on x86 accepted there
 # once kept headnet from compiling on ARM at all.
 #
-#   scripts/check_compilers.sh clang     # clang++ for this machine, without -march flags; run
+#   scripts/check_compilers.sh clang     # clang++ for this machine: without -m flags, with AVX2 and
+#                                        # with AVX-512 enabled; each run where the CPU can
 #   scripts/check_compilers.sh aarch64   # aarch64-linux-gnu-g++ (Debian's g++-aarch64-linux-gnu),
 #                                        # run under qemu-aarch64 when qemu-user is installed
 # Exit 0: built (and ran, where it could); 1: failed; 77: that compiler is not installed (skipped).
@@ -27,8 +28,23 @@ case "$target" in
     command -v clang++ >/dev/null || { echo "clang++ not found: skipped"; exit 77; }
     # OpenMP where clang has it (libomp-dev): the headers also build without.
     if echo '#include <omp.h>' | clang++ -fopenmp -x c++ -fsyntax-only - 2>/dev/null; then flags+=(-fopenmp); fi
-    clang++ "${flags[@]}" "$root/tests/portability_probe.cpp" -o "$work/probe"
-    "$work/probe"
+    # clang compiles an x86 kernel copy only where its flags enable the instructions (simd/isa.hpp):
+    # no flags (the portable kernels only), then AVX2 + FMA, then AVX-512, each run if the CPU can.
+    for isa in portable avx2 avx512; do
+      case "$isa" in
+        portable) isa_flags=(); cpu_flag="" ;;
+        avx2) isa_flags=(-mavx2 -mfma); cpu_flag=avx2 ;;
+        avx512) isa_flags=(-mavx2 -mfma -mavx512f); cpu_flag=avx512f ;;
+      esac
+      if [ "$isa" != portable ] && ! grep -qE '^(x86_64|i[3-6]86)$' <<<"$(uname -m)"; then continue; fi
+      echo "== clang++ ${isa_flags[*]:-(no -m flags)}"
+      clang++ "${flags[@]}" "${isa_flags[@]}" "$root/tests/portability_probe.cpp" -o "$work/probe_$isa"
+      if [ -z "$cpu_flag" ] || grep -qw "$cpu_flag" /proc/cpuinfo; then
+        "$work/probe_$isa" | grep -v '^[a-z0-9.]*: forward='  # the losses, not every layer's paths
+      else
+        echo "built; this CPU has no $cpu_flag, not run"
+      fi
+    done
     ;;
   aarch64)
     command -v aarch64-linux-gnu-g++ >/dev/null || { echo "aarch64-linux-gnu-g++ not found: skipped"; exit 77; }
