@@ -131,9 +131,9 @@ def main():
     if args.targets:
         return targets(repeats, not args.no_load)
     # Layers: `repeats` rounds, each headnet's whole kernel benchmark then PyTorch's layers, medians.
-    layer_samples, peaks = {}, []
+    layer_samples, peaks, paths = {}, [], {}
     for r in range(repeats):
-        peak, layers = headnet_layers(32)
+        peak, layers, paths = headnet_layers(32, with_paths=True)
         peaks.append(peak)
         for key, value in layers.items():
             layer_samples.setdefault(("headnet",) + key, []).append(value)
@@ -145,12 +145,16 @@ def main():
     peak = statistics.median(peaks)
     lines = [f"### Conv layers at batch 32, 2 threads (GFLOP/s, median of {repeats} rounds; measured FMA peak "
              f"{peak:.0f} GFLOP/s)", "",
-             "| layer | pass | headnet | % of peak | PyTorch (best of 1, 2 threads) | headnet / PyTorch |", "|---|---|---|---|---|---|"]
+             "GFLOP/s are 2 x the plain convolution's multiply-adds per second, whatever the path: Winograd's "
+             "paths do fewer multiplications, so they can pass 100% of the peak.", "",
+             "| layer | pass | headnet's path | headnet | % of peak | PyTorch (best of 1, 2 threads) | headnet / PyTorch |",
+             "|---|---|---|---|---|---|---|"]
     for layer in LAYERS:
         for kind in ("forward", "backward_input", "backward_weight"):
             h = statistics.median(layer_samples[("headnet", layer[0], kind)])
             p = max(statistics.median(layer_samples[("pytorch", layer[0], kind, th)]) for th in (1, 2))
-            lines.append(f"| {layer[0]} | {kind} | {h:.1f} | {100 * h / peak:.0f}% | {p:.1f} | {h / p:.2f}x |")
+            path = paths.get((layer[0], kind), "?")
+            lines.append(f"| {layer[0]} | {kind} | {path} | {h:.1f} | {100 * h / peak:.0f}% | {p:.1f} | {h / p:.2f}x |")
     print("\n".join(lines), file=sys.stderr, flush=True)
 
     configs = [(n, b) for n in ("tutorial", "wide") for b in (4, 32, 128)]
