@@ -179,13 +179,13 @@ ConvPath select_conv_path(const ConvGeometry& g, int C_out, ConvPass pass,
   constexpr bool float_kernels = std::is_same<T, float>::value;
   if (algorithm == ConvAlgorithm::winograd_4x4 || algorithm == ConvAlgorithm::winograd_3x3 ||
       algorithm == ConvAlgorithm::winograd_2x2) {
-    if (winograd_runs) return ConvPath{algorithm, isa, float_kernels && pass != ConvPass::weight_gradient};
+    if (winograd_runs) return ConvPath{algorithm, isa, float_kernels};
     algorithm = ConvAlgorithm::automatic;
   }
   if (algorithm == ConvAlgorithm::automatic && winograd_runs && detail::prefer_winograd<T>(g, C_out, pass, N, isa)) {
     const ConvAlgorithm tile =
         winograd::fewest_products_tile(g) == 3 ? ConvAlgorithm::winograd_3x3 : ConvAlgorithm::winograd_4x4;
-    return ConvPath{tile, isa, float_kernels && pass != ConvPass::weight_gradient};
+    return ConvPath{tile, isa, float_kernels};
   }
   if (!direct_conv_supported<T>(g, C_out, isa)) return gemm;
   if (algorithm != ConvAlgorithm::automatic) return algorithm == ConvAlgorithm::direct ? direct : gemm;
@@ -372,9 +372,9 @@ void conv2d_backward(const ConvGeometry& g, int N, int C_out, const T* x, const 
       if (dx_tile == 3) winograd::conv2d_input_gradient<3>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dx_tile == 2) winograd::conv2d_input_gradient<2>(g, N, C_out, weight, dy, dx, ws, isa);
       if (dw_tile && grad_bias) bias_gradient(nullptr);  // Winograd's weight gradient has no bias sum of its own
-      if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, ws);
-      if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, ws);
-      if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, ws);
+      if (dw_tile == 4) winograd::conv2d_weight_gradient<4>(g, N, C_out, x, dy, grad_weight, ws, isa);
+      if (dw_tile == 3) winograd::conv2d_weight_gradient<3>(g, N, C_out, x, dy, grad_weight, ws, isa);
+      if (dw_tile == 2) winograd::conv2d_weight_gradient<2>(g, N, C_out, x, dy, grad_weight, ws, isa);
       if (dx_tile) dx = nullptr;
       if (dw_tile) grad_weight = grad_bias = nullptr;
       if (!dx && !grad_weight) return;

@@ -19,10 +19,9 @@
 //
 // Work is cut into chunks of whole tiles (tiles_per_chunk), each transformed into a thread's
 // buffers, multiplied position by position, and transformed back; every output value belongs to
-// one chunk. In float the products of the forward and the input gradient run on our own register
-// tiles (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at run time like the
-// direct kernels'); the weight gradient's products, and every product in double, use the
-// single-threaded GEMM (kernels/gemm.hpp). The weight gradient keeps one partial dU per group of
+// one chunk. In float the products of every pass run on our own register tiles
+// (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at run time like the direct
+// kernels'); in double they use the single-threaded GEMM (kernels/gemm.hpp). The weight gradient keeps one partial dU per group of
 // chunks (two groups per thread) and adds them in group order. Results are the same bits from run
 // to run for a thread count; the chunk size depends on the thread count (so that every thread gets
 // work), so another thread count may differ in the last bits. The transforms run over all tiles of
@@ -165,6 +164,34 @@ inline void products(simd::Isa isa, const float* U, const float* Vt, float* M, i
     case simd::Isa::avx2: return avx2::products(U, Vt, M, C_out, C_in, lanes, ldv, ldm);
 #endif
     default: return portable::products(U, Vt, M, C_out, C_in, lanes, ldv, ldm);
+  }
+}
+
+/// Row length of `isa`'s transposed V in weight_products (C_in rounded up to its register tiles).
+inline std::int64_t weight_products_columns(simd::Isa isa, int C_in) {
+  switch (isa) {
+#if HEADNET_SIMD_AVX512
+    case simd::Isa::avx512: return avx512::weight_products_columns(C_in);
+#endif
+#if HEADNET_SIMD_AVX2
+    case simd::Isa::avx2: return avx2::weight_products_columns(C_in);
+#endif
+    default: return portable::weight_products_columns(C_in);
+  }
+}
+
+/// dU (C_out x C_in) += dM (C_out x lanes) V^T at one position of the weight gradient, with `isa`'s
+/// register tiles (see conv2d_winograd_impl.hpp); Vt: scratch of lanes x weight_products_columns.
+inline void weight_products(simd::Isa isa, const float* dM, std::int64_t ldm, const float* V, std::int64_t ldv,
+                            int C_out, int C_in, int lanes, float* dU, std::int64_t ldu, float* Vt) {
+  switch (isa) {
+#if HEADNET_SIMD_AVX512
+    case simd::Isa::avx512: return avx512::weight_products(dM, ldm, V, ldv, C_out, C_in, lanes, dU, ldu, Vt);
+#endif
+#if HEADNET_SIMD_AVX2
+    case simd::Isa::avx2: return avx2::weight_products(dM, ldm, V, ldv, C_out, C_in, lanes, dU, ldu, Vt);
+#endif
+    default: return portable::weight_products(dM, ldm, V, ldv, C_out, C_in, lanes, dU, ldu, Vt);
   }
 }
 
@@ -493,10 +520,12 @@ void conv2d_input_gradient(const ConvGeometry& g, int N, int C_out, const T* wei
 }
 
 /// Weight gradient: grad_weight += dL/dW. The bias gradient is the caller's (conv2d_bias_gradient),
-/// one sum shared by every path.
+/// one sum shared by every path. In float the products run on `isa`'s register tiles, in double on
+/// the GEMM.
 template <int m, typename T>
 void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x, const T* dy, T* grad_weight,
-                            Conv2dWorkspace<T>& ws) {
+                            Conv2dWorkspace<T>& ws, simd::Isa isa = simd::active_isa()) {
+  constexpr bool vector_products = std::is_same<T, float>::value;
   using F = Transform<m>;
   constexpr int a = F::a;
   const int C_in = g.channels, H = g.height, W = g.width, pad = g.padding;
@@ -518,11 +547,16 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
   for (int t = 0; t < threads; ++t) {  // sized by the plan before the parallel region
     ws.winograd_input(t, a * a * V_stride);
     ws.winograd_products(t, a * a * M_stride);
-    reserve_gemm<T>(C_out, C_in, T_chunk, ws.gemm(t));  // full chunks and the last one
-    reserve_gemm<T>(C_out, C_in, tiling.count - (chunks - 1) * T_chunk, ws.gemm(t));
+    if (!vector_products) {
+      reserve_gemm<T>(C_out, C_in, T_chunk, ws.gemm(t));  // full chunks and the last one
+      reserve_gemm<T>(C_out, C_in, tiling.count - (chunks - 1) * T_chunk, ws.gemm(t));
+    }
   }
-  // Scratch: the input transform's (2 a*a rows of lanes) or dy's tiles and A dY ((m + a)*m rows).
-  const std::int64_t scratch_size = std::int64_t(std::max(2 * a * a, (m + a) * m)) * T_chunk;
+  // Scratch: the input transform's (2 a*a rows of lanes) or dy's tiles and A dY ((m + a)*m rows),
+  // and then, in float, the products' transposed V (T_chunk rows of whole register tiles).
+  const std::int64_t transposed_size = vector_products ? T_chunk * weight_products_columns(isa, C_in) : 0;
+  const std::int64_t scratch_size =
+      std::max<std::int64_t>(std::int64_t(std::max(2 * a * a, (m + a) * m)) * T_chunk, transposed_size);
   for (int t = 0; t < threads; ++t) {
     ws.winograd_scratch(t, scratch_size);
     ws.winograd_tile_starts(t, 3 * T_chunk);
@@ -561,9 +595,15 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
         detail::left_multiply<a, m>(F::A, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride, a * M_stride,
                                     lanes);
       }
-      for (int p = 0; p < a * a; ++p)
-        gemm<false, true>(C_out, C_in, lanes, dM + p * M_stride, T_chunk, V + p * V_stride, T_chunk,
-                          dU + p * std::int64_t(C_out) * C_in, C_in, true, ws.gemm(thread));
+      for (int p = 0; p < a * a; ++p) {
+        T* dU_p = dU + p * std::int64_t(C_out) * C_in;
+        if constexpr (vector_products)
+          weight_products(isa, dM + p * M_stride, T_chunk, V + p * V_stride, T_chunk, C_out, C_in, lanes, dU_p, C_in,
+                          scratch);
+        else
+          gemm<false, true>(C_out, C_in, lanes, dM + p * M_stride, T_chunk, V + p * V_stride, T_chunk, dU_p, C_in,
+                            true, ws.gemm(thread));
+      }
     }
   };
 

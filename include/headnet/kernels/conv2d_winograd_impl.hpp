@@ -20,6 +20,8 @@ using reg = typename V::reg;
 
 static_assert(rows_per_block <= 12, "HEADNET_FOR_ROWS covers 12 rows");
 
+#include "headnet/kernels/transpose_impl.hpp"  // transpose_into
+
 // M[j][0, 2W) for the CB rows of one block (CB < R only in the last block of C_out); w is that
 // block's packed weights, v the first of C_in rows of V. Accumulators in named variables and the
 // two loaded vectors pinned (simd/register_tile.hpp, simd/vec.hpp): with an array, g++ 12 stored
@@ -48,6 +50,77 @@ inline void products(const float* U, const float* Vt, float* M, int C_out, int C
     float* out = M + std::int64_t(block) * R * ldm;
     for (int l0 = 0; l0 < lanes; l0 += lanes_per_tile) {
       HEADNET_DISPATCH_ROWS(products_tile, rows, u_block, Vt + l0, C_in, ldv, out + l0, ldm)
+    }
+  }
+}
+
+// The weight gradient's products at one position: dU (C_out x C_in) += dM (C_out x lanes) V^T, V
+// (C_in x lanes), a sum over the chunk's tiles. Both operands hold tiles along their rows, so V is
+// first transposed into Vt (lanes x C_in, rows of weight_products_columns(C_in)); then the register
+// tile is the forward's, R output channels x 2 registers of input channels, with per tile one row
+// of Vt loaded and R values of dM broadcast straight from its rows. (Dot products along the tiles
+// would need no transpose, but 2 x 12 horizontal sums per 128-tile chunk cost more than it.)
+
+/// Row length of weight_products' transposed V: C_in rounded up to whole register tiles.
+inline std::int64_t weight_products_columns(int C_in) { return (std::int64_t(C_in) + 2 * W - 1) / (2 * W) * (2 * W); }
+
+// dU[j][0, 2W) += the tile's sums for the CB rows of one block; d: dM at the block's first row,
+// vt: Vt at the tile's first column. Only `cols` columns are written (the last tile of C_in).
+template <int CB>
+inline void weight_products_tile(const float* d, std::int64_t ldm, const float* vt, std::int64_t ldt, int lanes,
+                                 float* out, std::int64_t ld, int cols) {
+  HEADNET_FOR_ROWS(HEADNET_TILE_ZERO_ROW)
+  for (int l = 0; l < lanes; ++l, vt += ldt) {
+    reg x0 = V::loadu(vt), x1 = V::loadu(vt + W);
+    V::pin(x0);
+    V::pin(x1);
+#define HEADNET_FMA(j)                           \
+  if constexpr (CB > j) {                        \
+    const reg dj = V::broadcast(d + j * ldm + l); \
+    acc##j##0 = V::fma(dj, x0, acc##j##0);       \
+    acc##j##1 = V::fma(dj, x1, acc##j##1);       \
+  }
+    HEADNET_FOR_ROWS(HEADNET_FMA)
+#undef HEADNET_FMA
+  }
+  if (cols == 2 * W) {
+#define HEADNET_ADD(j)                                                 \
+  if constexpr (CB > j) {                                              \
+    V::storeu(out + j * ld, V::add(V::loadu(out + j * ld), acc##j##0)); \
+    V::storeu(out + j * ld + W, V::add(V::loadu(out + j * ld + W), acc##j##1)); \
+  }
+    HEADNET_FOR_ROWS(HEADNET_ADD)
+#undef HEADNET_ADD
+  } else {
+    alignas(64) float row[2 * W];
+#define HEADNET_ADD_PART(j)                                            \
+  if constexpr (CB > j) {                                              \
+    V::storeu(row, acc##j##0);                                         \
+    V::storeu(row + W, acc##j##1);                                     \
+    for (int c = 0; c < cols; ++c) out[j * ld + c] += row[c];          \
+  }
+    HEADNET_FOR_ROWS(HEADNET_ADD_PART)
+#undef HEADNET_ADD_PART
+  }
+}
+
+/// dU[co][ci] += sum_l dM[co][l] V[ci][l] for co < C_out, ci < C_in, l < lanes; ldm, ldv and ldu
+/// the row strides; Vt: scratch of lanes x weight_products_columns(C_in) floats.
+inline void weight_products(const float* dM, std::int64_t ldm, const float* Vsrc, std::int64_t ldv, int C_out,
+                            int C_in, int lanes, float* dU, std::int64_t ldu, float* Vt) {
+  constexpr int R = rows_per_block;
+  const std::int64_t ldt = weight_products_columns(C_in);
+  transpose_into(Vsrc, ldv, C_in, lanes, Vt, ldt);
+  if (ldt > C_in)  // the last tile's columns past C_in: zeros, not whatever the buffer held
+    for (int l = 0; l < lanes; ++l) std::fill(Vt + l * ldt + C_in, Vt + (l + 1) * ldt, 0.0f);
+  // Columns outer: a tile's slice of Vt (lanes x 2W floats, 16 KB at 128 tiles with AVX-512) stays
+  // in L1 while every block of rows reads it.
+  for (int c0 = 0; c0 < C_in; c0 += 2 * W) {
+    const int cols = std::min(2 * W, C_in - c0);
+    for (int co0 = 0; co0 < C_out; co0 += R) {
+      const int rows = std::min(R, C_out - co0);
+      HEADNET_DISPATCH_ROWS(weight_products_tile, rows, dM + co0 * ldm, ldm, Vt + c0, ldt, lanes,
+                            dU + co0 * ldu + c0, ldu, cols)
     }
   }
 }
