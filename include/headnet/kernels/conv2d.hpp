@@ -129,8 +129,9 @@ inline bool prefer_direct(const ConvGeometry& g, int C_out, ConvPass pass, simd:
 // the forward and the input gradient win when the channels their products sum over (C_in for the
 // forward, C_out for the input gradient) number 32 or more: 1.3-2.4x the direct kernels from 64
 // channels, and 24 -> 64 at 31x31 lost its forward (summing over 24) but won its input gradient
-// (over 64). The weight gradient, whose products run on the GEMM, wins from 64 x 64 channels up
-// (1.27x there, 1.3-1.8x on the wider layers) and ties at 24 x 64. All of that needs a batch of 128
+// (over 64). The weight gradient, whose products ran on the GEMM then (on the register tiles since
+// session 19, as fast or faster), wins from 64 x 64 channels up (1.27x there, 1.3-1.8x on the wider
+// layers) and tied at 24 x 64. All of that needs a batch of 128
 // output tiles or more: at batch 32 on 3x3 images (32 tiles) the weight transform and half-empty
 // register tiles made Winograd 3x slower. With registers of 8 floats (AVX2, portable) the direct
 // forward has half the FMAs per instruction and Winograd also wins the forward summing over 24
