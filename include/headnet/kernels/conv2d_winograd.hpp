@@ -21,12 +21,12 @@
 // buffers, multiplied position by position, and transformed back; every output value belongs to
 // one chunk. In float the products of every pass run on our own register tiles
 // (conv2d_winograd_impl.hpp, one copy per instruction set, chosen at run time like the direct
-// kernels'); in double they use the single-threaded GEMM (kernels/gemm.hpp). The weight gradient keeps one partial dU per group of
-// chunks (two groups per thread) and adds them in group order. Results are the same bits from run
-// to run for a thread count; the chunk size depends on the thread count (so that every thread gets
-// work), so another thread count may differ in the last bits. The transforms run over all tiles of
-// a chunk at once, in blocks of 16 lanes held in registers; their coefficients are constants and
-// the zeros among them vanish.
+// kernels'); in double they use the single-threaded GEMM (kernels/gemm.hpp). The weight gradient
+// keeps one partial dU per group of chunks (two groups per thread) and adds them in group order.
+// Results are the same bits from run to run for a thread count; the chunk size depends on the
+// thread count (so that every thread gets work), so another thread count may differ in the last
+// bits. The transforms run over all tiles of a chunk at once, in blocks of 16 lanes held in
+// registers; their coefficients are constants and the zeros among them vanish.
 //
 // Only 3x3, stride 1, padding 0 to 2 (supported()); any type (the tests check double against finite
 // differences).

@@ -59,7 +59,8 @@ inline void products(const float* U, const float* Vt, float* M, int C_out, int C
 // first transposed into Vt (lanes x C_in, rows of weight_products_columns(C_in)); then the register
 // tile is the forward's, R output channels x 2 registers of input channels, with per tile one row
 // of Vt loaded and R values of dM broadcast straight from its rows. (Dot products along the tiles
-// would need no transpose, but 2 x 12 horizontal sums per 128-tile chunk cost more than it.)
+// would need no transpose, but each register tile would end in 2 R horizontal sums after only
+// 128 / W steps of a chunk; not tried.)
 
 /// Row length of weight_products' transposed V: C_in rounded up to whole register tiles.
 inline std::int64_t weight_products_columns(int C_in) { return (std::int64_t(C_in) + 2 * W - 1) / (2 * W) * (2 * W); }
