@@ -26,13 +26,15 @@
 // Results are the same bits from run to run for a thread count; the chunk size depends on the
 // thread count (so that every thread gets work), so another thread count may differ in the last
 // bits. The transforms run over all tiles of a chunk at once, in blocks of 16 lanes held in
-// registers; their coefficients are constants and the zeros among them vanish.
+// registers; their coefficients are constants and the zeros among them vanish. In float the
+// per-tile transforms are compiled per instruction set too (detail::left_multiply).
 //
 // Only 3x3, stride 1, padding 0 to 2 (supported()); any type (the tests check double against finite
 // differences).
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <type_traits>
@@ -97,6 +99,17 @@ struct Transform<4> {
       {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};  ///< A^T
   static constexpr double A[6][4] = {{1, 0, 0, 0},  {1, 1, 1, 1},   {1, -1, 1, -1},
                                      {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};  ///< A (the weight gradient's)
+};
+
+/// G^T (3 x a) of F(m x m, 3 x 3), for the weight gradient's dW = G^T dU G.
+template <int m>
+struct TransposedG {
+  static constexpr std::array<std::array<double, Transform<m>::a>, 3> value = [] {
+    std::array<std::array<double, Transform<m>::a>, 3> t{};
+    for (int r = 0; r < 3; ++r)
+      for (int k = 0; k < Transform<m>::a; ++k) t[r][k] = Transform<m>::G[k][r];
+    return t;
+  }();
 };
 
 /// Whether the Winograd kernels can compute this convolution: 3x3, stride 1, padding 0 to 2 (the
@@ -217,41 +230,48 @@ struct Tiling {
   }
 };
 
-// out[i][j][.] = sum_k L[i][k] in[k][j][.] over `lanes` tiles, for each j < cols; L is `rows_out` x
-// `depth`, in and out hold `lanes`-long rows at the given strides. Zero coefficients are skipped.
-template <int rows_out, int depth, typename T, typename Matrix>
-inline void left_multiply(const Matrix& L, int cols, const T* in, std::int64_t in_row, std::int64_t in_col, T* out,
+// Whether the build's flags already enable `isa`'s instructions (-march=native on such a CPU).
+inline bool flags_enable(simd::Isa isa) {
+  switch (isa) {
+    case simd::Isa::avx512:
+#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+      return true;
+#else
+      return false;
+#endif
+    case simd::Isa::avx2:
+#if defined(__AVX2__) && defined(__FMA__)
+      return true;
+#else
+      return false;
+#endif
+    default: return true;
+  }
+}
+
+// out[i][j][.] = sum_k L[i][k] in[k][j][.] over `lanes` tiles, for each j < cols (see
+// conv2d_winograd_impl.hpp). In float, where the build's flags do not reach `isa`, the copy
+// compiled for it: built without -march the transforms ran on SSE2 without FMA, and took the
+// Winograd passes to 0.8-0.9x the native speed. Otherwise, in double, and for the weights'
+// transforms and the final dW (once per pass, not per tile), the portable copy, compiled for the
+// build's flags and tuning: it can be inlined (natively on Zen 3 a call to the avx2 copy measured
+// 0-7% slower on the fast recipe's forward passes).
+template <int rows_out, int depth, const auto& L, typename T>
+inline void left_multiply(simd::Isa isa, int cols, const T* in, std::int64_t in_row, std::int64_t in_col, T* out,
                           std::int64_t out_row, std::int64_t out_col, int lanes) {
-  // Blocks of 16 lanes: the `depth` input rows of a block sit in registers, every output row is
-  // formed there and stored once, and the unrolled loops turn the constant coefficients into
-  // immediates (zeros vanish). Then the lanes that remain, one at a time.
-  constexpr int B = 16;
-  int l0 = 0;
-  for (; l0 + B <= lanes; l0 += B)
-    for (int j = 0; j < cols; ++j) {
-      T x[depth][B];
-#pragma GCC unroll 8
-      for (int k = 0; k < depth; ++k)
-        for (int l = 0; l < B; ++l) x[k][l] = in[k * in_row + j * in_col + l0 + l];
-#pragma GCC unroll 8
-      for (int i = 0; i < rows_out; ++i) {
-        T o[B] = {};
-#pragma GCC unroll 8
-        for (int k = 0; k < depth; ++k) {
-          const T c = static_cast<T>(L[i][k]);
-          if (c == T(0)) continue;
-          for (int l = 0; l < B; ++l) o[l] += c * x[k][l];
-        }
-        for (int l = 0; l < B; ++l) out[i * out_row + j * out_col + l0 + l] = o[l];
+  if constexpr (std::is_same<T, float>::value)
+    if (!flags_enable(isa)) switch (isa) {
+#if HEADNET_SIMD_AVX512
+        case simd::Isa::avx512:
+          return avx512::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
+#endif
+#if HEADNET_SIMD_AVX2
+        case simd::Isa::avx2:
+          return avx2::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
+#endif
+        default: break;
       }
-    }
-  for (; l0 < lanes; ++l0)
-    for (int j = 0; j < cols; ++j)
-      for (int i = 0; i < rows_out; ++i) {
-        T o = T(0);
-        for (int k = 0; k < depth; ++k) o += static_cast<T>(L[i][k]) * in[k * in_row + j * in_col + l0];
-        out[i * out_row + j * out_col + l0] = o;
-      }
+  portable::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
 }
 
 // Where each tile of a chunk starts: image index, first row and column (3 ints per tile, `pad`
@@ -302,16 +322,17 @@ void gather_tiles(const int* starts, int a, int lanes, int padded, int stride, c
 // V[p][channel][lane] = (B^T d B)[p] for one channel of every tile of a chunk. `scratch`: 2 a*a*lanes.
 template <int m, typename T>
 void transform_input(const int* starts, int lanes, int padded, int stride, const T* x, std::int64_t image_size,
-                     int channel, int height, int width, std::int64_t position_stride, T* V, T* scratch) {
+                     int channel, int height, int width, std::int64_t position_stride, T* V, T* scratch,
+                     simd::Isa isa) {
   using F = Transform<m>;
   constexpr int a = F::a;
   T* d = scratch;
   T* tmp = scratch + a * a * stride;
   gather_tiles(starts, a, lanes, padded, stride, x, image_size, std::int64_t(channel) * height * width, height, width,
                d);
-  left_multiply<a, a>(F::BT, a, d, a * stride, stride, tmp, a * stride, stride, padded);  // tmp = B^T d
+  left_multiply<a, a, F::BT>(isa, a, d, a * stride, stride, tmp, a * stride, stride, padded);  // tmp = B^T d
   // V = tmp B: V[i][j] = sum_k tmp[i][k] BT[j][k], the same product on the transposed layout.
-  left_multiply<a, a>(F::BT, a, tmp, stride, a * stride, V + std::int64_t(channel) * stride, position_stride,
+  left_multiply<a, a, F::BT>(isa, a, tmp, stride, a * stride, V + std::int64_t(channel) * stride, position_stride,
                       a * position_stride, padded);
 }
 
@@ -352,10 +373,10 @@ void transform_weights(const T* weight, int rows, int cols, bool rotate, int blo
         const T* w = rotate ? weight + (std::int64_t(i) * rows + o) * 9 : weight + (std::int64_t(o) * cols + i) * 9;
         for (int t = 0; t < 9; ++t) g[t * cols + i] = rotate ? w[8 - t] : w[t];
       }
-      detail::left_multiply<a, 3>(F::G, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
+      detail::left_multiply<a, 3, F::G>(simd::Isa::portable, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
       // U[k][l] = sum_s Gg[k][s] G[l][s]
-      detail::left_multiply<a, 3>(F::G, a, Gg, cols, 3 * cols, u + std::int64_t(r) * a * a * cols, cols, a * cols,
-                                  cols);
+      detail::left_multiply<a, 3, F::G>(simd::Isa::portable, a, Gg, cols, 3 * cols, u + std::int64_t(r) * a * a * cols,
+                                  cols, a * cols, cols);
     }
     // The block's rows interleaved, [p][i][r], written in order; zeros for rows past `rows`.
     for (int p = 0; p < a * a; ++p) {
@@ -437,7 +458,7 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
     int* starts = ws.winograd_tile_starts(thread, 3 * T_chunk);
     detail::locate_chunk(tiling, first, lanes, pad, starts);
     for (int c = 0; c < C_in; ++c)
-      detail::transform_input<m>(starts, lanes, padded, stride, x, in_image, c, H, W, V_stride, V, scratch);
+      detail::transform_input<m>(starts, lanes, padded, stride, x, in_image, c, H, W, V_stride, V, scratch, isa);
     for (int p = 0; p < a * a; ++p) {
       if constexpr (own_products)
         products(isa, U + p * U_stride, V + p * V_stride, M + p * M_stride, C_out, C_in, padded, stride, stride);
@@ -450,9 +471,9 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
     T* out = scratch + m * a * stride;  // Y: m*m rows of lanes
     T Y[m][m];
     for (int co = 0; co < C_out; ++co) {
-      detail::left_multiply<m, a>(F::AT, a, M + co * stride, a * M_stride, M_stride, tmp, a * stride, stride,
+      detail::left_multiply<m, a, F::AT>(isa, a, M + co * stride, a * M_stride, M_stride, tmp, a * stride, stride,
                                   lanes);  // tmp = A^T M   (m x a)
-      detail::left_multiply<m, a>(F::AT, m, tmp, stride, a * stride, out, stride, m * stride,
+      detail::left_multiply<m, a, F::AT>(isa, m, tmp, stride, a * stride, out, stride, m * stride,
                                   lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
       const T add = bias ? bias[co] : T(0);
       if constexpr (m % 2 == 0) {
@@ -577,7 +598,7 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
       const int lanes = static_cast<int>(std::min<std::int64_t>(T_chunk, tiling.count - first));
       detail::locate_chunk(tiling, first, lanes, pad, starts);
       for (int c = 0; c < C_in; ++c)
-        detail::transform_input<m>(starts, lanes, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch);
+        detail::transform_input<m>(starts, lanes, lanes, T_chunk, x, in_image, c, H, W, V_stride, V, scratch, isa);
       // dM = A dY A^T per output channel, from the m x m tiles of dy (zeros past the output).
       for (int co = 0; co < C_out; ++co) {
         T* dyt = scratch;                                  // dy tiles, [i][j][lane], m x m
@@ -591,8 +612,8 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
               dyt[(i * m + j) * T_chunk + lane] = i < rows && j < cols ? plane[std::int64_t(i) * W_out + j] : T(0);
         }
         // tmp[k][j] = sum_i A[k][i] dY[i][j];  dM[k][l] = sum_j tmp[k][j] A^T[j][l] = sum_j A[l][j] tmp[k][j]
-        detail::left_multiply<a, m>(F::A, m, dyt, m * T_chunk, T_chunk, tmp, m * T_chunk, T_chunk, lanes);
-        detail::left_multiply<a, m>(F::A, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride, a * M_stride,
+        detail::left_multiply<a, m, F::A>(isa, m, dyt, m * T_chunk, T_chunk, tmp, m * T_chunk, T_chunk, lanes);
+        detail::left_multiply<a, m, F::A>(isa, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride, a * M_stride,
                                     lanes);
       }
       for (int p = 0; p < a * a; ++p) {
@@ -625,9 +646,6 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
   const int reduce_threads = position_stride >= 4096 ? std::min(num_threads(), C_out) : 1;
   ws.prepare(reduce_threads);
   for (int t = 0; t < reduce_threads; ++t) ws.winograd_scratch(t, reduce_size);
-  double GT[3][a];  // G^T
-  for (int r = 0; r < 3; ++r)
-    for (int k = 0; k < a; ++k) GT[r][k] = F::G[k][r];
 #pragma omp parallel for schedule(static) num_threads(reduce_threads) if (reduce_threads > 1)
   for (int o = 0; o < C_out; ++o) {
     T* dU = ws.winograd_scratch(thread_index(), reduce_size);  // dU[k][l][i]
@@ -640,9 +658,11 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
       for (int group = 1; group < groups; ++group)
         for (int i = 0; i < C_in; ++i) row[i] += partials[group][offset + i];
     }
-    detail::left_multiply<3, a>(GT, a, dU, a * C_in, C_in, tmp, a * C_in, C_in, C_in);
+    detail::left_multiply<3, a, TransposedG<m>::value>(simd::Isa::portable, a, dU, a * C_in, C_in, tmp, a * C_in,
+                                                        C_in, C_in);
     // dW[r][s] = sum_l tmp[r][l] G[l][s] = sum_l GT[s][l] tmp[r][l]
-    detail::left_multiply<3, a>(GT, 3, tmp, C_in, a * C_in, dW, C_in, 3 * C_in, C_in);
+    detail::left_multiply<3, a, TransposedG<m>::value>(simd::Isa::portable, 3, tmp, C_in, a * C_in, dW, C_in,
+                                                        3 * C_in, C_in);
     T* gw = grad_weight + std::int64_t(o) * C_in * 9;
     for (int i = 0; i < C_in; ++i)
       for (int t = 0; t < 9; ++t) gw[i * 9 + t] += dW[t * C_in + i];
