@@ -109,7 +109,7 @@ struct TransposedG {
     for (int r = 0; r < 3; ++r)
       for (int k = 0; k < Transform<m>::a; ++k) t[r][k] = Transform<m>::G[k][r];
     return t;
-  }();
+  }();  ///< G^T[r][k] = G[k][r]
 };
 
 /// Whether the Winograd kernels can compute this convolution: 3x3, stride 1, padding 0 to 2 (the
@@ -333,7 +333,7 @@ void transform_input(const int* starts, int lanes, int padded, int stride, const
   left_multiply<a, a, F::BT>(isa, a, d, a * stride, stride, tmp, a * stride, stride, padded);  // tmp = B^T d
   // V = tmp B: V[i][j] = sum_k tmp[i][k] BT[j][k], the same product on the transposed layout.
   left_multiply<a, a, F::BT>(isa, a, tmp, stride, a * stride, V + std::int64_t(channel) * stride, position_stride,
-                      a * position_stride, padded);
+                             a * position_stride, padded);
 }
 
 }  // namespace detail
@@ -376,7 +376,7 @@ void transform_weights(const T* weight, int rows, int cols, bool rotate, int blo
       detail::left_multiply<a, 3, F::G>(simd::Isa::portable, 3, g, 3 * cols, cols, Gg, 3 * cols, cols, cols);
       // U[k][l] = sum_s Gg[k][s] G[l][s]
       detail::left_multiply<a, 3, F::G>(simd::Isa::portable, a, Gg, cols, 3 * cols, u + std::int64_t(r) * a * a * cols,
-                                  cols, a * cols, cols);
+                                        cols, a * cols, cols);
     }
     // The block's rows interleaved, [p][i][r], written in order; zeros for rows past `rows`.
     for (int p = 0; p < a * a; ++p) {
@@ -472,9 +472,9 @@ void convolve(int N, int C_in, int H, int W, int pad, int C_out, const T* x, con
     T Y[m][m];
     for (int co = 0; co < C_out; ++co) {
       detail::left_multiply<m, a, F::AT>(isa, a, M + co * stride, a * M_stride, M_stride, tmp, a * stride, stride,
-                                  lanes);  // tmp = A^T M   (m x a)
+                                         lanes);  // tmp = A^T M   (m x a)
       detail::left_multiply<m, a, F::AT>(isa, m, tmp, stride, a * stride, out, stride, m * stride,
-                                  lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
+                                         lanes);  // out[i][j] = (tmp A)[i][j] = sum_l AT[j][l] tmp[i][l]
       const T add = bias ? bias[co] : T(0);
       if constexpr (m % 2 == 0) {
         if (pool.y) {
@@ -613,8 +613,8 @@ void conv2d_weight_gradient(const ConvGeometry& g, int N, int C_out, const T* x,
         }
         // tmp[k][j] = sum_i A[k][i] dY[i][j];  dM[k][l] = sum_j tmp[k][j] A^T[j][l] = sum_j A[l][j] tmp[k][j]
         detail::left_multiply<a, m, F::A>(isa, m, dyt, m * T_chunk, T_chunk, tmp, m * T_chunk, T_chunk, lanes);
-        detail::left_multiply<a, m, F::A>(isa, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride, a * M_stride,
-                                    lanes);
+        detail::left_multiply<a, m, F::A>(isa, a, tmp, T_chunk, m * T_chunk, dM + co * T_chunk, M_stride,
+                                          a * M_stride, lanes);
       }
       for (int p = 0; p < a * a; ++p) {
         T* dU_p = dU + p * std::int64_t(C_out) * C_in;
