@@ -273,3 +273,46 @@ TEST_CASE("GELU in float: erf and exp computed inline stay within a few ulp of t
   CHECK(std::abs(gelu.derivative(-1e20f, 0.0f)) < 1e-15f);  // x e^-87: tiny, not NaN or garbage
   CHECK(gelu.value(3e38f) == 3e38f);
 }
+
+TEST_CASE("GELU's loops agree with the definition in every instruction set's copy", "[layers][gelu]") {
+  // activation_forward / activation_backward and the BatchNorm loops are compiled once per
+  // instruction set (kernels/activations_impl.hpp, batchnorm_impl.hpp) and run vectorised, where
+  // the test above calls the scalar functions: each copy this CPU can run, over the same grid.
+  const simd::Isa before = simd::active_isa();
+  std::vector<float> x;
+  for (int i = -100000; i <= 100000; ++i) x.push_back(float(i) * 1e-4f);
+  for (float end : {20.0f, -20.0f, 3e38f, -1e20f, std::numeric_limits<float>::quiet_NaN()}) x.push_back(end);
+  const std::int64_t n = std::int64_t(x.size()), S = 7;  // BatchNorm sees (n / S, 1, S): odd planes
+  const std::vector<float> ones(1, 1.0f), zeros(1, 0.0f);
+  for (simd::Isa isa : simd::all_isas()) {
+    if (!simd::available(isa)) continue;  // kernels_on_<isa> reports the sets this CPU lacks
+    INFO("instruction set " << simd::name(isa));
+    simd::set_isa(isa);
+    std::vector<float> y(x.size()), dx(x.size()), z(x.size()), dy(x.size(), 1.0f);
+    kernels::activation_forward(kernels::GeluErf(), n, x.data(), y.data());
+    kernels::activation_backward(kernels::GeluErf(), n, x.data(), y.data(), dy.data(), dx.data());
+    kernels::batchnorm_normalize(kernels::GeluErf(), n / S, std::int64_t(1), S, x.data(), zeros.data(), ones.data(),
+                                 ones.data(), zeros.data(), z.data());
+    double worst_value = 0, worst_derivative = 0;
+    const kernels::GeluErf gelu;
+    for (std::int64_t i = 0; i + 5 < n; ++i) {
+      const double xd = x[i];
+      worst_value = std::max(worst_value, std::abs(double(y[i]) - gelu.value(xd)) / std::max(1.0, std::abs(xd)));
+      worst_derivative = std::max(worst_derivative, std::abs(double(dx[i]) - gelu.derivative(xd, 0.0)));
+      if (i < n / S * S)  // the fused normalisation with mean 0, scale 1, shift 0
+        worst_value = std::max(worst_value, std::abs(double(z[i]) - gelu.value(xd)) / std::max(1.0, std::abs(xd)));
+    }
+    INFO("GELU " << worst_value << ", GELU' " << worst_derivative);
+    CHECK(worst_value < 1e-6);
+    CHECK(worst_derivative < 1e-6);
+    const float* end = y.data() + n - 5;
+    CHECK(end[0] == 20.0f);
+    CHECK(end[1] == 0.0f);
+    CHECK(end[2] == 3e38f);
+    CHECK(end[3] == 0.0f);
+    CHECK(std::isnan(end[4]));
+    CHECK(std::abs(dx[n - 2]) < 1e-15f);  // x e^-87 at -1e20: tiny, not NaN
+    CHECK(std::isnan(dx[n - 1]));
+  }
+  simd::set_isa(before);
+}

@@ -6,12 +6,16 @@
 //             0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
 //   LeakyReLU x if x > 0 else negative_slope x       SiLU  x sigmoid(x)
 //   Sigmoid   1 / (1 + exp(-x))                     Tanh  tanh(x)
-// activation_forward / activation_backward apply one over n elements, in parallel when large.
+// activation_forward / activation_backward apply one over n elements, in parallel when large; their
+// loops, compiled once per instruction set, are in kernels/activations_impl.hpp.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#include "headnet/simd/isa.hpp"
 
 namespace headnet {
 namespace kernels {
@@ -30,9 +34,15 @@ namespace detail {
 // expf, one scalar call per element, were a sixth of the fast recipe's training step).
 
 // erf(x) as the rational function of Eigen's generic_fast_erf_float (odd degree 13 over even degree
-// 8, from TensorFlow): within a few ulp of erff; |x| >= 4 gives +-1 in float. NaN stays NaN.
+// 8, from TensorFlow): within a few ulp of erff; |x| >= 4 gives +-1 in float. NaN stays NaN. The
+// clamp to [-4, 4] works on the bit patterns, as in exp_nonpositive_float below: written with
+// std::min and std::max on floats, GCC 12 compiled it to branches and no loop over it vectorised.
 inline float erf_float(float a) {
-  const float x = std::max(std::min(a, 4.0f), -4.0f);
+  const std::int32_t bits = __builtin_bit_cast(std::int32_t, a);
+  const std::int32_t magnitude = bits & 0x7FFFFFFF;
+  const std::int32_t clamped = magnitude > 0x7F800000 ? magnitude  // NaN
+                                                      : std::min(magnitude, __builtin_bit_cast(std::int32_t, 4.0f));
+  const float x = __builtin_bit_cast(float, clamped | (bits & INT32_MIN));
   const float x2 = x * x;
   float p = x2 * -2.72614225801306e-10f + 2.77068142495902e-08f;
   p = x2 * p + -2.10102402082508e-06f;
@@ -188,18 +198,43 @@ struct TanhOp {
   }
 };
 
+}  // namespace kernels
+}  // namespace headnet
+
+#define HEADNET_ISA_NAMESPACE activations
+#define HEADNET_ISA_IMPL "headnet/kernels/activations_impl.hpp"
+#include "headnet/simd/for_each_isa.hpp"
+
+namespace headnet {
+namespace kernels {
+namespace detail {
+// Calls run(loops) with the copy of activations_impl.hpp's Loops for T: in float the one
+// simd::loops_copy picks for the kernels' instruction set, in double the portable one.
+template <typename T, typename Run>
+void with_activation_loops(Run&& run) {
+  if constexpr (std::is_same<T, float>::value) switch (simd::loops_copy(simd::active_isa())) {
+#if HEADNET_SIMD_AVX512
+      case simd::Isa::avx512: return run(activations::avx512::Loops());
+#endif
+#if HEADNET_SIMD_AVX2
+      case simd::Isa::avx2: return run(activations::avx2::Loops());
+#endif
+      default: break;
+    }
+  run(activations::portable::Loops());
+}
+}  // namespace detail
+
 /// y = op(x) over n elements, in parallel when n is large.
 template <typename T, typename Op>
 void activation_forward(const Op& op, std::int64_t n, const T* x, T* y) {
-#pragma omp parallel for schedule(static) if (n > activation_parallel_threshold)
-  for (std::int64_t i = 0; i < n; ++i) y[i] = op.value(x[i]);
+  detail::with_activation_loops<T>([&](auto loops) { loops.activation_forward(op, n, x, y); });
 }
 
 /// dx = dy * f'(x); dx is overwritten.
 template <typename T, typename Op>
 void activation_backward(const Op& op, std::int64_t n, const T* x, const T* y, const T* dy, T* dx) {
-#pragma omp parallel for schedule(static) if (n > activation_parallel_threshold)
-  for (std::int64_t i = 0; i < n; ++i) dx[i] = dy[i] * op.derivative(x[i], y[i]);
+  detail::with_activation_loops<T>([&](auto loops) { loops.activation_backward(op, n, x, y, dy, dx); });
 }
 
 /// GELU: the exact or the tanh form for the whole loop, so that each loop has no branch and

@@ -230,47 +230,26 @@ struct Tiling {
   }
 };
 
-// Whether the build's flags already enable `isa`'s instructions (-march=native on such a CPU).
-inline bool flags_enable(simd::Isa isa) {
-  switch (isa) {
-    case simd::Isa::avx512:
-#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
-      return true;
-#else
-      return false;
-#endif
-    case simd::Isa::avx2:
-#if defined(__AVX2__) && defined(__FMA__)
-      return true;
-#else
-      return false;
-#endif
-    default: return true;
-  }
-}
-
 // out[i][j][.] = sum_k L[i][k] in[k][j][.] over `lanes` tiles, for each j < cols (see
-// conv2d_winograd_impl.hpp). In float, where the build's flags do not reach `isa`, the copy
-// compiled for it: built without -march the transforms ran on SSE2 without FMA, and took the
-// Winograd passes to 0.8-0.9x the native speed. Otherwise, in double, and for the weights'
-// transforms and the final dW (once per pass, not per tile), the portable copy, compiled for the
-// build's flags and tuning: it can be inlined (natively on Zen 3 a call to the avx2 copy measured
-// 0-7% slower on the fast recipe's forward passes).
+// conv2d_winograd_impl.hpp). In float, the copy simd::loops_copy picks: built without -march the
+// transforms ran on SSE2 without FMA, and took the Winograd passes to 0.8-0.9x the native speed;
+// natively the portable copy, which can be inlined (on Zen 3 a call to the avx2 copy measured 0-7%
+// slower on the fast recipe's forward passes). In double, and for the weights' transforms and the
+// final dW (once per pass, not per tile), always the portable copy.
 template <int rows_out, int depth, const auto& L, typename T>
 inline void left_multiply(simd::Isa isa, int cols, const T* in, std::int64_t in_row, std::int64_t in_col, T* out,
                           std::int64_t out_row, std::int64_t out_col, int lanes) {
-  if constexpr (std::is_same<T, float>::value)
-    if (!flags_enable(isa)) switch (isa) {
+  if constexpr (std::is_same<T, float>::value) switch (simd::loops_copy(isa)) {
 #if HEADNET_SIMD_AVX512
-        case simd::Isa::avx512:
-          return avx512::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
+      case simd::Isa::avx512:
+        return avx512::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
 #endif
 #if HEADNET_SIMD_AVX2
-        case simd::Isa::avx2:
-          return avx2::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
+      case simd::Isa::avx2:
+        return avx2::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
 #endif
-        default: break;
-      }
+      default: break;
+    }
   portable::left_multiply<rows_out, depth, L>(cols, in, in_row, in_col, out, out_row, out_col, lanes);
 }
 

@@ -104,6 +104,33 @@ inline bool cpu_supports(Isa isa) {
 /// Whether `isa` can run here: compiled in and supported by the CPU.
 inline bool available(Isa isa) { return compiled(isa) && cpu_supports(isa); }
 
+/// Whether the build's compiler flags already enable `isa`'s instructions (`-march=native` on such
+/// a CPU, `-mavx2 -mfma`): then the code compiled for the flags is that instruction set's code too.
+inline bool flags_enable(Isa isa) {
+  switch (isa) {
+    case Isa::avx512:
+#if defined(__AVX512F__) && defined(__AVX2__) && defined(__FMA__)
+      return true;
+#else
+      return false;
+#endif
+    case Isa::avx2:
+#if defined(__AVX2__) && defined(__FMA__)
+      return true;
+#else
+      return false;
+#endif
+    default: return true;
+  }
+}
+
+/// Which copy to call, for `isa`, of loops written in plain C++ that the compiler vectorises and
+/// that are compiled once per instruction set (Winograd's transforms, BatchNorm, the activations):
+/// `isa`'s own where the build's flags do not reach it, so that a binary built without `-march`
+/// still runs them on the CPU's vectors; where they do, the portable copy, which is compiled for
+/// those flags and tuning and can be inlined.
+inline Isa loops_copy(Isa isa) { return flags_enable(isa) ? Isa::portable : isa; }
+
 /// The widest Isa available here.
 inline Isa best_isa() {
   if (available(Isa::avx512)) return Isa::avx512;
