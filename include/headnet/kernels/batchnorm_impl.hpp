@@ -2,9 +2,9 @@
 // kernels/batchnorm.hpp), written once in plain C++ for the compiler to vectorise. Not a header to
 // include: kernels/batchnorm.hpp includes it once per instruction set (simd/for_each_isa.hpp),
 // inside namespace batchnorm::<isa> with the compiler's target set to that instruction set, so that
-// a binary built without -march still runs these loops on the CPU's widest vectors (built for SSE2
-// they took a sixth more of the fast recipe's step). The loops are static members of `Loops`, so
-// that one dispatcher (batchnorm.hpp) hands a whole copy to each public function.
+// a binary built without -march still runs these loops on the CPU's widest vectors rather than on
+// SSE2's (docs/benchmarks.md, session 21). The loops are static members of `Loops`, so that one
+// dispatcher (batchnorm.hpp) hands a whole copy to each public function.
 //
 // Sums are accumulated in double, in 8 interleaved partial sums per channel (lane l takes the
 // elements l, l + 8, ... of each image's plane, added up in a fixed order at the end): one running
