@@ -220,7 +220,10 @@ inline void extend_grad_output(const PaddedGeometry& in, int K, int C_out, const
       float* dst = row + std::int64_t(oh) * in.width;
       if (relu_output) {
         const float* mask = relu_output + first + std::int64_t(oh) * W_out;
-        for (int ow = 0; ow < W_out; ++ow) dst[ow] = mask[ow] > 0.0f ? src[ow] : 0.0f;
+        for (int ow = 0; ow < W_out; ++ow) {  // src read unconditionally, or SSE2 keeps this scalar
+          const float d = src[ow];
+          dst[ow] = mask[ow] > 0.0f ? d : 0.0f;
+        }
       } else {
         std::memcpy(dst, src, sizeof(float) * W_out);
       }

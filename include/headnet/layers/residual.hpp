@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "headnet/kernels/relu.hpp"
 #include "headnet/layers/layer.hpp"
 
 namespace headnet {
@@ -94,12 +95,7 @@ class Residual : public Layer<T> {
     Tensor<T> g = dy;
     if (relu_) {
       masked_grad_.resize(dy.shape());
-      const T* y = output_.data();
-      const T* d = dy.data();
-      T* m = masked_grad_.data();
-      const std::int64_t n = dy.numel();
-#pragma omp parallel for simd schedule(static) if (n > (std::int64_t(1) << 17))
-      for (std::int64_t i = 0; i < n; ++i) m[i] = y[i] > T(0) ? d[i] : T(0);
+      kernels::relu_backward(dy.numel(), output_.data(), dy.data(), masked_grad_.data());
       g = masked_grad_;
     }
     const Tensor<T> dx_body = body_->backward(g);
