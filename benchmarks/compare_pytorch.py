@@ -4,6 +4,7 @@
   python3 benchmarks/compare_pytorch.py [--repeats 3] [--quick]
   python3 benchmarks/compare_pytorch.py --fast-layers     # the fast recipe's layers on every path
   python3 benchmarks/compare_pytorch.py --targets         # issue #13's targets, met or not (exit 1 if not)
+  python3 benchmarks/compare_pytorch.py --activations     # the element-wise activations, each ISA's copy
 
 Needs build/benchmarks/headnet-train-throughput and headnet-conv-kernels (configure with
 -DHEADNET_BUILD_BENCHMARKS=ON) and Debian's python3-torch. For every network and batch it runs
@@ -67,6 +68,41 @@ flops = 2.0 * batch * c_out * y.shape[2] * y.shape[3] * c_in * k * k
 print(json.dumps({"forward": flops / fwd / 1e9, "backward_input": flops / bin_ / 1e9, "backward_weight": flops / bw / 1e9}))
 '''
 
+PYTORCH_ACTIVATIONS = r'''
+import json, sys, time, torch
+import torch.nn.functional as F
+batch, threads = map(int, sys.argv[1:])
+torch.set_num_threads(threads)
+x = torch.rand(batch, 64, 16, 16) * 8 - 4  # as headnet-conv-kernels: uniform in [-4, 4]
+dy = torch.rand_like(x) * 2 - 1
+aten = torch.ops.aten
+def timeit(f):
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n): f()
+        t = time.perf_counter() - t
+        if t > 0.2: return t / n
+        n *= 2
+# Forward: the functional form; backward: ATen's own backward kernel, given what autograd saves.
+cases = {
+    "relu": (F.relu, lambda y: aten.threshold_backward(dy, y, 0)),
+    "leaky_relu": (F.leaky_relu, lambda y: aten.leaky_relu_backward(dy, x, 0.01, False)),
+    "gelu": (F.gelu, lambda y: aten.gelu_backward(dy, x)),
+    "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"), lambda y: aten.gelu_backward(dy, x, approximate="tanh")),
+    "silu": (F.silu, lambda y: aten.silu_backward(dy, x)),
+    "sigmoid": (torch.sigmoid, lambda y: aten.sigmoid_backward(dy, y)),
+    "tanh": (torch.tanh, lambda y: aten.tanh_backward(dy, y)),
+}
+result = {}
+with torch.no_grad():
+    for name, (forward, backward) in cases.items():
+        y = forward(x)
+        result[name] = {"forward": x.numel() / timeit(lambda: forward(x)) / 1e9,
+                        "backward": x.numel() / timeit(lambda: backward(y)) / 1e9}
+print(json.dumps(result))
+'''
+
 
 def headnet_throughput(net, batch, threads, seconds=0.4, repeats=3, steps=0, warmup=0):
     """images/s of headnet's training step: the median of `repeats` timed runs of about `seconds` (or of
@@ -124,12 +160,17 @@ def main():
                         "tutorial and wide networks against PyTorch, and the slowdown beside a busy process; "
                         "prints each target with its figure and whether it is met (not written to the doc)")
     a.add_argument("--no-load", action="store_true", help="with --targets: skip the runs beside a busy process")
+    a.add_argument("--activations", action="store_true",
+                   help="only the element-wise activation layers on (256, 64, 16, 16), forward and backward, in each "
+                        "instruction set's copy the CPU runs, against PyTorch (printed, not written to the doc)")
     args = a.parse_args()
     repeats = 1 if args.quick else args.repeats
     if args.fast_layers:
         return fast_layers(repeats)
     if args.targets:
         return targets(repeats, not args.no_load)
+    if args.activations:
+        return activations(repeats)
     # Layers: `repeats` rounds, each headnet's whole kernel benchmark then PyTorch's layers, medians.
     layer_samples, peaks, paths = {}, [], {}
     for r in range(repeats):
@@ -245,6 +286,45 @@ def fast_layers(repeats):
     model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
     lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py --fast-layers` on {model}, "
               f"{os.cpu_count()} cores; headnet built with g++ -O3 -march=native, each path forced with --isa and --algorithm."]
+    print("\n".join(lines))
+
+
+def activations(repeats, batch=256):
+    """The element-wise activation layers at batch 256, 2 threads, G elements/s: headnet in each
+    instruction set's copy the CPU runs (forced with --isa) against PyTorch's best of 1 and 2 threads."""
+    flags = open("/proc/cpuinfo").read()
+    isas = ["portable", "avx2"] + (["avx512"] if " avx512f" in flags else [])
+    names = ["relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"]
+    samples = {}
+    for r in range(repeats):
+        for isa in isas:
+            out = subprocess.run([os.path.join(bench, "headnet-conv-kernels"),
+                                  f"--benchmark_filter=^activation_(forward|backward)/.*/{batch}/",
+                                  "--benchmark_format=json", "--benchmark_min_time=0.2", f"--isa={isa}"],
+                                 check=True, capture_output=True, text=True).stdout
+            for b in json.loads(out[out.index("\n{") + 1:])["benchmarks"]:
+                kind, name = b["name"].split("/")[:2]
+                samples.setdefault((isa, name, kind.split("_")[1]), []).append(b["Gelem/s"])
+        for th in (1, 2):
+            out = subprocess.run(["/usr/bin/python3", "-c", PYTORCH_ACTIVATIONS, str(batch), str(th)], check=True,
+                                 capture_output=True, text=True, env=torch_env).stdout
+            for name, kinds in json.loads(out).items():
+                for kind, value in kinds.items():
+                    samples.setdefault(("pytorch", name, kind, th), []).append(value)
+        print(f"round {r + 1} done", file=sys.stderr, flush=True)
+    lines = [f"### Element-wise activation layers on ({batch}, 64, 16, 16), 2 threads (G elements/s, median of {repeats} rounds)",
+             "", "| activation | pass | " + " | ".join(f"headnet {i}" for i in isas)
+             + " | PyTorch best of 1, 2 threads | headnet " + isas[-1] + " / PyTorch |", "|" + "---|" * (4 + len(isas))]
+    for name in names:
+        for kind in ("forward", "backward"):
+            h = {i: statistics.median(samples[(i, name, kind)]) for i in isas}
+            p = max(statistics.median(samples[("pytorch", name, kind, th)]) for th in (1, 2))
+            lines.append(f"| {name} | {kind} | " + " | ".join(f"{h[i]:.2f}" for i in isas)
+                         + f" | {p:.2f} | {h[isas[-1]] / p:.2f}x |")
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = re.search(r"Model name:\s*(.*)", cpu).group(1).strip()
+    lines += ["", f"Measured {datetime.date.today().isoformat()} by `python3 benchmarks/compare_pytorch.py --activations` "
+              f"on {model}, {os.cpu_count()} cores; headnet built with g++ -O3 -march=native, each copy forced with --isa."]
     print("\n".join(lines))
 
 

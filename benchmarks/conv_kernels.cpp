@@ -10,7 +10,9 @@
 // the max-pool fused into the conv's output or after it (conv_maxpool_forward/<shape>/<batch>/<fused>,
 // GFLOP/s of the conv); and the fast recipe's BatchNorm2d ->
 // GELU pairs (batchnorm_gelu_forward|backward/<C>x<H>x<W>/<batch>/<fused>), with the GELU fused
-// into the BatchNorm (1, what Sequential does) or as its own layer (0), in G elements/s. GFLOP/s counts
+// into the BatchNorm (1, what Sequential does) or as its own layer (0), in G elements/s; and each
+// element-wise activation layer (activation_forward|backward/<name>/<batch>, on (batch, 64, 16, 16),
+// G elements/s). GFLOP/s counts
 // 2 * N * C_out * H_out * W_out * C_in * K * K per pass; peak_fraction divides it by the fp32 FMA
 // peak that this binary measures at start-up with a register-only FMA loop on the same number of
 // threads (printed first). Threads: OMP_NUM_THREADS (default: all cores).
@@ -21,6 +23,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -287,7 +290,45 @@ void BM_batchnorm_gelu(benchmark::State& state, NormShape s, bool backward) {
   state.counters["Gelem/s"] = benchmark::Counter(double(f.x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The element-wise activations as layers (what a user's network runs), forward and backward on
+// (batch, 64, 16, 16), in G elements/s; compare_pytorch.py --activations times PyTorch's kernels on
+// the same tensors.
+std::unique_ptr<Layer<float>> make_activation(const std::string& name) {
+  if (name == "relu") return std::make_unique<ReLU<float>>();
+  if (name == "leaky_relu") return std::make_unique<LeakyReLU<float>>();
+  if (name == "gelu") return std::make_unique<GELU<float>>();
+  if (name == "gelu_tanh") return std::make_unique<GELU<float>>("tanh");
+  if (name == "silu") return std::make_unique<SiLU<float>>();
+  if (name == "sigmoid") return std::make_unique<Sigmoid<float>>();
+  return std::make_unique<Tanh<float>>();
+}
+const char* const activation_names[] = {"relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"};
+
+void BM_activation(benchmark::State& state, std::string name, bool backward) {
+  const auto layer = make_activation(name);
+  layer->set_needs_input_grad(true);
+  Tensor<float> x({int(state.range(0)), 64, 16, 16}), dy(x.shape());
+  Generator gen(7);
+  for (float& v : x) v = float(gen.uniform(-4, 4));
+  for (float& v : dy) v = float(gen.uniform(-1, 1));
+  layer->forward(x);
+  layer->backward(dy);  // buffers sized before timing
+  for (auto _ : state) {
+    if (backward)
+      layer->backward(dy);
+    else
+      layer->forward(x);
+    benchmark::ClobberMemory();
+  }
+  state.counters["Gelem/s"] = benchmark::Counter(double(x.numel()) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 const int registered = [] {
+  for (const char* name : activation_names)
+    for (bool backward : {false, true})
+      benchmark::RegisterBenchmark(((backward ? "activation_backward/" : "activation_forward/") + std::string(name)).c_str(),
+                                   BM_activation, std::string(name), backward)
+          ->Arg(32)->Arg(256)->UseRealTime()->Unit(benchmark::kMicrosecond);
   for (const auto& s : norm_shapes) {
     const std::string n = s.name;
     for (auto* b : {benchmark::RegisterBenchmark(("batchnorm_gelu_forward/" + n).c_str(), BM_batchnorm_gelu, s, false),
