@@ -40,7 +40,19 @@ FAST_LAYERS = [  # the fast recipe's 3x3 convolutions (issue #13's targets), at 
     ("fast_64_256_15x15", 64, 256, 3, 1, 15), ("fast_256_256_7x7", 256, 256, 3, 1, 7),
     ("fast_256_256_3x3", 256, 256, 3, 1, 3)]
 
-PYTORCH_LAYER = r'''
+TIMEIT = r'''
+import time
+def timeit(f):
+    n = 1
+    while True:
+        t = time.perf_counter()
+        for _ in range(n): f()
+        t = time.perf_counter() - t
+        if t > 0.2: return t / n
+        n *= 2
+'''
+
+PYTORCH_LAYER = TIMEIT + r'''
 import json, sys, time, torch
 import torch.nn.functional as F
 name, c_in, c_out, k, p, size, batch, threads = sys.argv[1:]
@@ -51,14 +63,6 @@ w = torch.rand(c_out, c_in, k, k, requires_grad=True) - 0.5
 b = torch.zeros(c_out, requires_grad=True)
 y = F.conv2d(x, w, b, padding=p)
 dy = torch.rand_like(y)
-def timeit(f):
-    n = 1
-    while True:
-        t = time.perf_counter()
-        for _ in range(n): f()
-        t = time.perf_counter() - t
-        if t > 0.2: return t / n
-        n *= 2
 with torch.no_grad():
     fwd = timeit(lambda: F.conv2d(x, w, b, padding=p))
 y = F.conv2d(x, w, b, padding=p)
@@ -68,7 +72,7 @@ flops = 2.0 * batch * c_out * y.shape[2] * y.shape[3] * c_in * k * k
 print(json.dumps({"forward": flops / fwd / 1e9, "backward_input": flops / bin_ / 1e9, "backward_weight": flops / bw / 1e9}))
 '''
 
-PYTORCH_ACTIVATIONS = r'''
+PYTORCH_ACTIVATIONS = TIMEIT + r'''
 import json, sys, time, torch
 import torch.nn.functional as F
 batch, threads = map(int, sys.argv[1:])
@@ -76,14 +80,6 @@ torch.set_num_threads(threads)
 x = torch.rand(batch, 64, 16, 16) * 8 - 4  # as headnet-conv-kernels: uniform in [-4, 4]
 dy = torch.rand_like(x) * 2 - 1
 aten = torch.ops.aten
-def timeit(f):
-    n = 1
-    while True:
-        t = time.perf_counter()
-        for _ in range(n): f()
-        t = time.perf_counter() - t
-        if t > 0.2: return t / n
-        n *= 2
 # Forward: the functional form; backward: ATen's own backward kernel, given what autograd saves.
 cases = {
     "relu": (F.relu, lambda y: aten.threshold_backward(dy, y, 0)),
