@@ -75,8 +75,8 @@ inline float erf_float(float a) {
 // computes e^-|x|, so +0 gives 1 as -0 does.
 inline float exp_nonpositive_float(float x) {
   const std::int32_t limit = __builtin_bit_cast(std::int32_t, 87.0f);
-  const std::int32_t magnitude = std::min(__builtin_bit_cast(std::int32_t, x) & 0x7FFFFFFF, limit);
-  x = -__builtin_bit_cast(float, magnitude);
+  const std::int32_t magnitude = __builtin_bit_cast(std::int32_t, x) & 0x7FFFFFFF;
+  x = -__builtin_bit_cast(float, std::min(magnitude, limit));
   // k = x log2(e) rounded to the nearest integer.
   const std::int32_t k = __builtin_bit_cast(std::int32_t, x * 1.44269504088896341f + 12582912.0f) - 0x4B400000;
   const float n = static_cast<float>(k);
@@ -91,7 +91,7 @@ inline float exp_nonpositive_float(float x) {
   const float e = p * r * r + r + 1.0f;
   const std::int32_t bits = (k + 127) << 23;
   const float scale = __builtin_bit_cast(float, bits);  // (memcpy here stopped GCC 12 vectorising the loop)
-  return select_float(magnitude == limit ? 0 : -1, e * scale, 0.0f);  // past -87 (NaN too): 0
+  return select_float(magnitude > limit ? 0 : -1, e * scale, 0.0f);  // past -87 (NaN too): 0
 }
 
 // tanh(x) in float: for |x| < 0.625 the rational function of Eigen 3.4's generic_fast_tanh_float
@@ -127,7 +127,7 @@ inline float tanh_float(float a) {
 }
 
 // The logistic sigmoid from e = e^-|x| (exp_nonpositive_float): 1 / (1 + e) for x >= 0 and
-// e / (1 + e) below, so neither side overflows; within a few ulp; 0 and 1 exactly where |x| >= 87.
+// e / (1 + e) below, so neither side overflows; within a few ulp; 0 and 1 exactly where |x| > 87.
 // NaN stays NaN.
 inline float sigmoid_float(float x) {
   const std::int32_t bits = __builtin_bit_cast(std::int32_t, x);
